@@ -1,0 +1,31 @@
+"""pnp-restore: training-free image restoration with diffusion priors.
+
+Images are float tensors (B, C, H, W) in [0, 1]; noise levels (``sigma_y``,
+prior ``sigma``) are on that same [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: F401
+    CheckpointError,
+    ConfigError,
+    DivergenceError,
+    OperatorError,
+    PnPRestoreError,
+    ShapeError,
+)
+
+
+def __getattr__(name: str):
+    # Lazy: importing the package must stay cheap (the CLI imports it for --help).
+    if name == "restore":
+        from .restore import restore
+
+        return restore
+    if name in ("operators", "priors", "solvers", "benchmarks"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pnp_restore' has no attribute {name!r}")

@@ -1,0 +1,110 @@
+"""The one prior interface every solver is written against.
+
+A prior is a denoiser in the variance-exploding parameterisation on the
+[0, 1] image scale::
+
+    x = x0 + sigma * n,   n ~ N(0, I),   x0 in [0, 1]
+    prior.denoise(x, sigma) ~= E[x0 | x]
+
+``sigma`` is a float or a per-sample tensor of shape (B,). Each concrete prior
+maps to its own network's range internally (e.g. [-1, 1] and a VP timestep for
+DDPM networks). By Tweedie's formula the score is
+``(denoise(x, sigma) - x) / sigma**2``.
+"""
+
+from __future__ import annotations
+
+
+import torch
+
+from ..errors import ConfigError, ShapeError
+
+Tensor = torch.Tensor
+
+
+def sigma_tensor(sigma: float | Tensor, x: Tensor) -> Tensor:
+    """``sigma`` as a (B,) tensor on ``x``'s device and dtype; rejects negatives."""
+    s = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)
+    if s.dim() == 0:
+        s = s.expand(x.shape[0])
+    s = s.reshape(-1)
+    if s.numel() != x.shape[0]:
+        raise ShapeError(f"sigma has {s.numel()} values for a batch of {x.shape[0]}; pass a float or a (B,) tensor")
+    if bool((s < 0).any()) or not bool(torch.isfinite(s).all()):
+        raise ConfigError(f"sigma must be finite and >= 0; got {s.tolist()}")
+    return s
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """Karras et al. (2022, EDM) schedule: ``steps`` decreasing sigmas, float64.
+
+    sigma_i = (sigma_max^(1/rho) + i/(steps-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho.
+    The final 0 is *not* appended; solvers step to 0 themselves.
+    """
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1; got {steps}")
+    if steps == 1:
+        return torch.tensor([sigma_max], dtype=torch.float64)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+class Prior(torch.nn.Module):
+    """Base class of priors. Subclasses implement :meth:`denoise`.
+
+    Attributes:
+        sigma_min, sigma_max: range of noise levels (on the [0, 1] scale) the
+            denoiser was trained for; solvers' default schedules stay inside it.
+        channels: number of image channels the prior models (None = any).
+        native_size: (H, W) the network was trained at, or None if any size works.
+        multiple: spatial sizes must be a multiple of this (padding handles the rest).
+    """
+
+    sigma_min: float = 0.001
+    sigma_max: float = 40.0
+    channels: int | None = None
+    native_size: tuple[int, int] | None = None
+    multiple: int = 1
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """E[x0 | x] for x = x0 + sigma * n; x: (B, C, H, W), sigma: float or (B,)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        return self.denoise(x, sigma)
+
+    def score(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """grad_x log p_sigma(x) = (E[x0|x] - x) / sigma^2 (Tweedie)."""
+        s = sigma_tensor(sigma, x).view(-1, 1, 1, 1)
+        return (self.denoise(x, sigma) - x) / s**2
+
+    def sigmas(self, steps: int) -> Tensor:
+        """Default decreasing schedule of ``steps`` noise levels (float64, [0, 1] scale).
+
+        Generic priors use the Karras schedule over [sigma_min, sigma_max];
+        discrete-time priors override it with their own respaced timesteps.
+        """
+        return karras_sigmas(steps, self.sigma_min, self.sigma_max)
+
+    def check_input(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ShapeError(f"{type(self).__name__}.denoise expects (B, C, H, W); got shape {tuple(x.shape)}")
+        if self.channels is not None and x.shape[1] != self.channels:
+            raise ShapeError(
+                f"{type(self).__name__} models {self.channels}-channel images; got {x.shape[1]} channels"
+            )
+
+
+def vp_alpha_bar(sigma: Tensor) -> Tensor:
+    """VP alpha_bar for a [0, 1]-scale VE sigma: the network sees [-1, 1], so
+    sigma_net = 2 sigma and alpha_bar = 1 / (1 + sigma_net^2)."""
+    return 1.0 / (1.0 + (2.0 * sigma) ** 2)
+
+
+def sigma_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
+    """Inverse of :func:`vp_alpha_bar`: [0, 1]-scale sigma = sqrt((1 - a) / a) / 2."""
+    return torch.sqrt((1.0 - alpha_bar) / alpha_bar) / 2.0
+
+
+__all__ = ["Prior", "sigma_tensor", "karras_sigmas", "vp_alpha_bar", "sigma_from_alpha_bar"]
