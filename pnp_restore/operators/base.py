@@ -145,7 +145,8 @@ class LinearOperator:
         ``A^T A x = A^T y`` started at zero.
         """
         if self.has_svd:
-            s = self.singular_values(y)
+            like = torch.empty(self.x_shape(tuple(y.shape)), device=y.device, dtype=y.dtype)
+            s = self.singular_values(like)
             c = self.U_adjoint(y)
             return self.V(c * _safe_inverse(s))
         return conjugate_gradient(self.normal, self.adjoint(y), max_iter=max_iter, tol=tol)
@@ -257,6 +258,9 @@ class DenseSVDOperator(LinearOperator):
         self.y_shape = tuple(cols.shape[1:])
         matrix = cols.reshape(n, -1).T  # (m, n)
         u, s, vh = torch.linalg.svd(matrix, full_matrices=True)
+        # Singular values at round-off level are zeros of the exact operator
+        # (numpy.linalg.pinv's rcond rule); keeping them would blow up pinv.
+        s = torch.where(s > max(matrix.shape) * torch.finfo(s.dtype).eps * s.max(), s, torch.zeros_like(s))
         self.matrix, self._u, self._vh = matrix, u, vh
         self._s = torch.zeros(n, dtype=torch.float64)
         k = min(len(s), n)
