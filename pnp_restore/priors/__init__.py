@@ -1,3 +1,30 @@
-"""Priors: denoisers ``denoise(x, sigma) -> E[x0 | x]`` on the [0, 1] image scale."""
+"""Priors: denoisers ``denoise(x, sigma) -> E[x0 | x]`` on the [0, 1] image scale.
 
-from .base import Prior, karras_sigmas, sigma_tensor  # noqa: F401
+``load(source)`` gives a pretrained prior (see ``docs/priors.md``); ``available()`` lists
+the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own.
+"""
+
+from .base import Prior, karras_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
+from .ddpm import DDPMPrior
+from .edm import EDMPrior
+from .load import load
+from .registry import available
+from .schedules import DiscreteVPSchedule, betas
+from .wrappers import PaddedPrior, TiledPrior
+
+_LAZY = {"GaussianPrior": ".gaussian", "GaussianMixturePrior": ".gaussian", "ADMUNet": ".adm", "load_builtin": ".builtin"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Prior", "karras_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
+    "load", "available", "DDPMPrior", "EDMPrior", "DiscreteVPSchedule", "betas",
+    "PaddedPrior", "TiledPrior", "GaussianPrior", "GaussianMixturePrior", "ADMUNet",
+]

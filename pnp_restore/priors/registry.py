@@ -1,0 +1,106 @@
+"""Known pretrained priors: where their weights are published and whether they are installed.
+
+Single-file checkpoints are looked up in :func:`weights_dir` (``$PNP_RESTORE_HOME``, default
+``~/.cache/pnp-restore``); Hugging Face models in the local Hugging Face cache.
+Nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+HOME_ENV = "PNP_RESTORE_HOME"
+
+ENTRIES: dict[str, dict[str, Any]] = {
+    "builtin": dict(
+        format="builtin", resolution=None, data_range="[0, 1]", parameterisation="D",
+        url="shipped with pnp-restore (pnp_restore/priors/weights/builtin.safetensors)",
+        description="the project's own prior trained on BSDS500",
+    ),
+    "ffhq_10m": dict(
+        format="adm", arch="ffhq_10m", filename="ffhq_10m.pt", resolution=256, data_range="[-1, 1]",
+        parameterisation="eps (learned sigma)",
+        url="https://drive.google.com/drive/folders/1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh",
+        description="FFHQ 256 ADM of DPS (Chung et al. 2023) and DiffPIR (Zhu et al. 2023)",
+    ),
+    "imagenet256_uncond": dict(
+        format="adm", arch="imagenet256_uncond", filename="256x256_diffusion_uncond.pt", resolution=256,
+        data_range="[-1, 1]", parameterisation="eps (learned sigma)",
+        url="https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
+        description="unconditional ImageNet 256 ADM (Dhariwal & Nichol 2021), used by DPS, DDRM, DDNM",
+    ),
+    "ddpm-cifar10-32": dict(
+        format="diffusers", hub_id="google/ddpm-cifar10-32", resolution=32, data_range="[-1, 1]",
+        parameterisation="eps", url="https://huggingface.co/google/ddpm-cifar10-32",
+        description="DDPM CIFAR-10 (Ho et al. 2020)",
+    ),
+    "ddpm-ema-celebahq-256": dict(
+        format="diffusers", hub_id="google/ddpm-ema-celebahq-256", resolution=256, data_range="[-1, 1]",
+        parameterisation="eps", url="https://huggingface.co/google/ddpm-ema-celebahq-256",
+        description="DDPM CelebA-HQ 256, EMA weights (Ho et al. 2020)",
+    ),
+    "ddpm-ema-church-256": dict(
+        format="diffusers", hub_id="google/ddpm-ema-church-256", resolution=256, data_range="[-1, 1]",
+        parameterisation="eps", url="https://huggingface.co/google/ddpm-ema-church-256",
+        description="DDPM LSUN church 256, EMA weights (Ho et al. 2020)",
+    ),
+}
+
+
+def weights_dir() -> Path:
+    """Folder of single-file checkpoints: ``$PNP_RESTORE_HOME`` or ``~/.cache/pnp-restore``."""
+    return Path(os.environ.get(HOME_ENV) or "~/.cache/pnp-restore").expanduser()
+
+
+def names() -> list[str]:
+    return list(ENTRIES)
+
+
+def hub_folder(hub_id: str) -> Path | None:
+    """Local snapshot folder of a Hugging Face repo, or None if it is not cached (no network)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError, invalid ids, offline mode
+        return None
+
+
+def location(name: str) -> Path | None:
+    """Where entry ``name`` is installed, or None."""
+    entry = ENTRIES[name]
+    if entry["format"] == "diffusers":
+        return hub_folder(entry["hub_id"])
+    if entry["format"] == "builtin":
+        path = Path(__file__).with_name("weights") / "builtin.safetensors"
+        return path if path.is_file() else None
+    path = weights_dir() / entry["filename"]
+    return path if path.is_file() else None
+
+
+def available() -> list[dict[str, Any]]:
+    """Known priors, one dict each: ``name``, ``format``, ``resolution`` (native, pixels),
+    ``data_range`` the network sees, ``parameterisation`` (eps / v / D), ``url`` (where the
+    weights are published), ``description``, ``installed`` (bool) and ``path`` (or None)."""
+    rows = []
+    for name, entry in ENTRIES.items():
+        where = location(name)
+        rows.append(
+            dict(
+                name=name,
+                format=entry["format"],
+                resolution=entry["resolution"],
+                data_range=entry["data_range"],
+                parameterisation=entry["parameterisation"],
+                url=entry["url"],
+                description=entry["description"],
+                installed=where is not None,
+                path=None if where is None else str(where),
+            )
+        )
+    return rows
+
+
+__all__ = ["available", "weights_dir", "names", "ENTRIES", "HOME_ENV", "location", "hub_folder"]
