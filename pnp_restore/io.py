@@ -1,0 +1,309 @@
+"""Image, mask and sidecar I/O for the command line (OpenCV based).
+
+Conventions (scikit-image style, explicit ranges):
+
+* :func:`read_image` returns a float32 tensor of shape (1, C, H, W) in [0, 1]
+  with C = 1 (grayscale) or 3 (RGB). 8-bit images are divided by 255, 16-bit
+  ones by 65535, float TIFFs are clipped to [0, 1]. An alpha channel is split
+  off into :class:`ImageMeta` so that :func:`write_image` can pass it through.
+* :func:`write_image` writes with the bit depth of the input (8 or 16 bits;
+  formats that only hold 8 bits, e.g. JPEG, get 8), atomically: the file is
+  encoded into a temporary file in the same folder and moved into place with
+  :func:`os.replace`, so a crash never leaves a half-written image.
+* Masks on disk follow the CLI convention "white = pixels to fill"; in memory
+  the library convention is "1 = observed" (see :func:`read_mask`).
+
+EXIF orientation is not applied: pixels are read as stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import PnPRestoreError, ShapeError
+
+Tensor = torch.Tensor
+
+#: extensions whose OpenCV encoders only store 8-bit samples and no alpha.
+_EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".jpe", ".bmp", ".webp", ".ppm", ".pgm"}
+_NO_ALPHA = {".jpg", ".jpeg", ".jpe", ".bmp", ".ppm", ".pgm"}
+
+
+class ImageIOError(PnPRestoreError, OSError):
+    """An image cannot be read or written (missing, unreadable, unsupported)."""
+
+
+class OutputExistsError(ImageIOError, FileExistsError):
+    """An output file exists and overwriting was not allowed."""
+
+
+@dataclasses.dataclass
+class ImageMeta:
+    """What :func:`read_image` found out about a file, for writing the result back.
+
+    Attributes:
+        path: the file that was read.
+        bit_depth: 8, 16 or 32 (float TIFF) bits per sample.
+        channels: colour channels of the file without alpha (1 or 3).
+        alpha: (H, W) float32 alpha in [0, 1], or None.
+    """
+
+    path: str = ""
+    bit_depth: int = 8
+    channels: int = 3
+    alpha: np.ndarray | None = None
+
+
+def read_image(path: str | os.PathLike) -> tuple[Tensor, ImageMeta]:
+    """Read an 8/16-bit (or float TIFF) grayscale, RGB or RGBA image.
+
+    Returns:
+        ``(x, meta)``: x of shape (1, C, H, W), float32 in [0, 1], RGB channel
+        order (OpenCV's BGR is converted), C = 1 or 3; ``meta.alpha`` holds the
+        alpha channel, if any.
+
+    Raises:
+        ImageIOError: the file is missing, unreadable or of an unsupported type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageIOError(f"{path}: no such file; check the path")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (OSError, cv2.error) as err:
+        raise ImageIOError(f"{path}: cannot be read ({err}); check the file") from err
+    if arr is None:
+        raise ImageIOError(f"{path}: not an image OpenCV can read; use PNG, TIFF or JPEG")
+
+    if arr.dtype == np.uint8:
+        bits, scale = 8, 255.0
+    elif arr.dtype == np.uint16:
+        bits, scale = 16, 65535.0
+    elif arr.dtype in (np.float32, np.float64):
+        bits, scale = 32, 1.0
+    else:
+        raise ImageIOError(f"{path}: {arr.dtype} samples are not supported; save it as 8- or 16-bit PNG or TIFF")
+    img = np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
+
+    alpha = None
+    if img.ndim == 2:
+        img = img[..., None]
+    elif img.shape[2] == 4:
+        img, alpha = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB), img[..., 3].copy()
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.shape[2] == 2:  # gray + alpha, as some decoders return it
+        img, alpha = img[..., :1], img[..., 1].copy()
+    else:
+        raise ImageIOError(f"{path}: {img.shape[2]} channels are not supported; use gray, RGB or RGBA")
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+    return x, ImageMeta(path=str(path), bit_depth=bits, channels=x.shape[1], alpha=alpha)
+
+
+def write_image(
+    path: str | os.PathLike,
+    x: Tensor,
+    meta: ImageMeta | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write an image in [0, 1] with the bit depth and alpha of ``meta``.
+
+    Args:
+        path: output file; the extension picks the format (PNG/TIFF keep 16 bits
+            and alpha; JPEG stores 8 bits without alpha, with a warning).
+        x: (1, C, H, W) or (C, H, W) tensor, C = 1 or 3, values clipped to [0, 1].
+        meta: from :func:`read_image`; ``None`` writes 8 bits without alpha.
+            An alpha of another size than ``x`` (super-resolution) is resized
+            bicubically with OpenCV.
+        overwrite: replace an existing file; otherwise raise
+            :class:`OutputExistsError` before writing anything.
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    meta = meta or ImageMeta()
+    check_writable(path, overwrite)
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ShapeError(f"write_image writes one image; got a batch of {x.shape[0]}; write x[i:i+1] in a loop")
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] not in (1, 3):
+        raise ShapeError(f"write_image expects (1, C, H, W) with C = 1 or 3; got {tuple(x.shape)}")
+    img = x.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0).numpy()
+    if img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ext = path.suffix.lower()
+
+    alpha = meta.alpha
+    if alpha is not None and ext in _NO_ALPHA:
+        warnings.warn(f"{path.name}: {ext} cannot store alpha; it is dropped (write PNG to keep it)", stacklevel=2)
+        alpha = None
+    if alpha is not None:
+        h, w = img.shape[:2]
+        if alpha.shape != (h, w):
+            alpha = np.clip(cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        img = np.concatenate([img, alpha[..., None]], axis=2)
+
+    bits = meta.bit_depth
+    if bits == 32 and ext not in (".tif", ".tiff"):
+        bits = 16
+    if bits == 16 and ext in _EIGHT_BIT_ONLY:
+        warnings.warn(f"{path.name}: {ext} stores 8 bits per sample; the 16-bit input is written as 8-bit", stacklevel=2)
+        bits = 8
+    if bits == 8:
+        img = np.round(img * 255.0).astype(np.uint8)
+    elif bits == 16:
+        img = np.round(img * 65535.0).astype(np.uint16)
+    try:
+        ok, buf = cv2.imencode(ext, np.squeeze(img, axis=2) if img.shape[2] == 1 else img)
+    except cv2.error as err:
+        raise ImageIOError(f"{path}: cannot encode {ext!r} images ({err}); use .png or .tif") from None
+    if not ok:
+        raise ImageIOError(f"{path}: cannot encode {ext!r} images; use .png or .tif")
+    _atomic_write(path, buf.tobytes(), overwrite)
+    return path
+
+
+def read_mask(
+    path: str | os.PathLike,
+    like: Tensor | tuple[int, ...],
+    invert: bool = False,
+    resize: bool = False,
+) -> Tensor:
+    """Read an inpainting mask and return it in the library convention.
+
+    On disk, white marks the pixels to fill (missing) and black the observed
+    ones; ``invert=True`` reads the opposite (white = observed). Colour masks are
+    averaged over channels. Values other than 0 and 1 (anti-aliased edges,
+    JPEG) are thresholded at 0.5 with a warning.
+
+    Args:
+        path: mask image (any format :func:`read_image` reads; alpha is ignored).
+        like: the image (B, C, H, W) or its shape; the mask must have its H, W.
+        invert: white = observed instead of white = missing.
+        resize: resize a mask of another size (bilinear, then thresholded)
+            instead of raising :class:`ShapeError`.
+
+    Returns:
+        (1, 1, H, W) float32 tensor, 1 = observed, 0 = missing.
+    """
+    from .operators import mask_from_image
+
+    m = read_image(path)[0][0].mean(dim=0).numpy()
+    # 8-bit masks carry exact 0/1; allow float noise of TIFF masks.
+    if bool(((m > 1e-3) & (m < 1 - 1e-3)).any()):
+        warnings.warn(f"{Path(path).name} is not binary; thresholded at 0.5", stacklevel=2)
+    h, w = (like.shape if isinstance(like, Tensor) else tuple(like))[-2:]
+    if m.shape != (h, w):
+        if not resize:
+            raise ShapeError(
+                f"{Path(path).name} is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h} (WxH); "
+                "pass --resize-mask (resize=True) or use a mask of the image's size"
+            )
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    # mask_from_image reads white = observed, the library convention.
+    return mask_from_image(m, invert=not invert, threshold=0.5)
+
+
+def write_sidecar(
+    path: str | os.PathLike,
+    *,
+    command: str | list[str] | None = None,
+    solver: str,
+    prior: str,
+    seed: int | None,
+    steps: int | None,
+    sigma_y: float,
+    nfe: int | None = None,
+    time_s: float | None = None,
+    overwrite: bool = False,
+    **extra: Any,
+) -> Path:
+    """Write a JSON record of how an output was made, atomically.
+
+    Keys: ``command`` (the command line; ``sys.argv`` by default), ``solver``,
+    ``prior``, ``seed``, ``steps``, ``sigma_y`` ([0, 1] scale), ``version``
+    (of pnp-restore), ``nfe`` (denoiser calls), ``time_s`` (seconds), plus any
+    ``extra`` JSON-serialisable fields (input file, operator settings, ...).
+    """
+    from . import __version__
+
+    if command is None:
+        command = sys.argv
+    if not isinstance(command, str):
+        import shlex
+
+        command = shlex.join(str(c) for c in command)
+    record = {
+        "command": command,
+        "solver": solver,
+        "prior": prior,
+        "seed": seed,
+        "steps": steps,
+        "sigma_y": sigma_y,
+        "version": __version__,
+        "nfe": nfe,
+        "time_s": time_s,
+        **extra,
+    }
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    path = Path(path)
+    _atomic_write(path, text.encode("utf-8"), overwrite)
+    return path
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise ImageIOError(f"{path} is a folder; give a file name")
+
+
+def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
+    check_writable(path, overwrite)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise ImageIOError(f"cannot write into {folder}: {err.strerror}; check that the folder exists and is writable") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = [
+    "ImageIOError",
+    "ImageMeta",
+    "OutputExistsError",
+    "check_writable",
+    "read_image",
+    "read_mask",
+    "write_image",
+    "write_sidecar",
+]
