@@ -17,13 +17,12 @@ from .errors import (  # noqa: F401
     ShapeError,
 )
 
+# Eager on purpose: a lazy attribute would be shadowed by the submodule
+# ``pnp_restore.restore`` as soon as anything imported it.
+from .restore import restore  # noqa: E402,F401
+
 
 def __getattr__(name: str):
-    # Lazy: importing the package must stay cheap (the CLI imports it for --help).
-    if name == "restore":
-        from .restore import restore
-
-        return restore
     if name in ("operators", "priors", "solvers", "benchmarks"):
         import importlib
 

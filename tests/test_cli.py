@@ -508,14 +508,15 @@ class TestRealStack:
         _real_stack()
         arr = image(tmp_path / "p.png")
         m = mask(tmp_path / "m.png") > 0
-        res = _python("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--steps", "3", "--device", "cpu")
+        # 20 steps (DDRM's default): with very few steps published DDRM trusts y only weakly.
+        res = _python("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--steps", "20", "--device", "cpu")
         assert res.returncode == 0, res.stderr
         out = cv2.imread(str(tmp_path / "p_restored.png"))
         assert out.shape == arr.shape
         # DDRM with sigma_y = 0.01 keeps the observed pixels (up to the small noise allowance).
         assert np.abs(out[~m].astype(float) - arr[~m]).mean() < 8
         rec = json.loads((tmp_path / "p_restored.json").read_text())
-        assert rec["solver"] == "ddrm" and rec["steps"] == 3 and rec["nfe"] >= 3
+        assert rec["solver"] == "ddrm" and rec["steps"] == 20 and rec["nfe"] >= 20
 
     @pytest.mark.parametrize("command", [
         ["sr", "--scale", "2", "--steps", "3"],

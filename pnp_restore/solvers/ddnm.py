@@ -1,0 +1,155 @@
+"""DDNM and DDNM+: Denoising Diffusion Null-Space Model.
+
+Wang, Yu & Zhang, "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space
+Model", ICLR 2023.
+
+* DDNM (noise-free ``y``, Algorithm 1): range-null space decomposition of the denoised
+  estimate, ``x0_hat = A^+ y + (I - A^+ A) x0 = x0 - A^+ (A x0 - y)``, then a DDIM step
+  ``x_{t-1} = sqrt(ab') x0_hat + sqrt(1-ab') (eta z + sqrt(1-eta^2) eps)``. Needs only
+  ``A^+`` (exact through the SVD, conjugate gradient otherwise), so any operator works.
+* DDNM+ (noisy ``y``, Sec. 3.3 and Appendix): the correction and the noise are scaled per
+  singular value. With ``a = sqrt(ab')``, ``sigma' = sqrt(1-ab')`` and ``c_i = a sigma_y / s_i``:
+  where ``sigma' < c_i`` the correction is scaled by ``lambda_i = sqrt(1-eta^2) sigma' / c_i`` and
+  the noise is ``eta sigma' z``; where ``sigma' > c_i`` the correction is full and the
+  noise is ``sqrt(sigma'^2 - c_i^2) z``; unmeasured coefficients take the DDIM step.
+  Needs the SVD.
+* Time-travel (Sec. 3.3, after RePaint, Lugmayr et al. CVPR 2022): every
+  ``travel_length`` steps the sampler jumps back ``travel_length`` steps, ``travel_repeat - 1``
+  times, by re-noising the last denoised estimate
+  (``x = sqrt(ab) x0 + sqrt(1-ab) z``, as the official code ``svd_ddnm.py`` does).
+
+Defaults and where they come from (official code, wyhuai/DDNM): steps = 100
+(``time_travel.T_sampling`` in configs/*.yml), eta = 0.85 (``--eta``), travel_length = 1
+and travel_repeat = 1 (configs: no time-travel).
+
+Everything runs on [-1, 1] images with ``sigma_y_net = 2 sigma_y`` as in the official code
+(``args.sigma_y = 2 * args.sigma_y``).
+Deviation: the official SVD code feeds ``eps`` to the per-coefficient noise without
+``V^T`` (correct only for operators whose ``V`` is a permutation); we use ``V^T eps``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._rng import SampleRNG
+from ..errors import ConfigError
+from .common import (
+    Callback,
+    Steps,
+    VPDenoiser,
+    alpha_bar,
+    check_measurement,
+    from_pm1,
+    initial_vp,
+    measurement_to_pm1,
+    require_svd,
+    schedule,
+)
+
+Tensor = torch.Tensor
+
+
+def time_travel_indices(steps: int, travel_length: int = 1, travel_repeat: int = 1) -> list[int]:
+    """Visiting order of the schedule indices 0 (noisiest) .. ``steps`` (sigma = 0).
+
+    Sampling goes one index at a time; after reaching the index of step ``t`` with
+    ``t`` in ``0, L, 2L, ...`` (counted from the clean end, ``t < steps - L``) it walks back
+    ``L`` indices, ``travel_repeat - 1`` times (RePaint's jump schedule). Without
+    time-travel this is ``[0, 1, ..., steps]``.
+    """
+    if travel_length < 1 or travel_repeat < 1:
+        raise ConfigError("travel_length and travel_repeat must be >= 1")
+    left = {t: travel_repeat - 1 for t in range(0, steps - travel_length, travel_length)}
+    t, order = steps, []
+    while t >= 1:
+        t -= 1
+        order.append(steps - 1 - t)
+        if left.get(t, 0) > 0:
+            left[t] -= 1
+            for _ in range(travel_length):
+                t += 1
+                order.append(steps - 1 - t)
+    order.append(steps)
+    return order[1:]  # order[0] is the starting index 0
+
+
+@torch.no_grad()
+def ddnm(
+    y: Tensor,
+    operator,
+    prior,
+    *,
+    sigma_y: float = 0.0,
+    steps: int = 100,
+    eta: float = 0.85,
+    travel_length: int = 1,
+    travel_repeat: int = 1,
+    seed: int | None = None,
+    callback: Callback | None = None,
+    x_init: Tensor | None = None,
+    sigmas=None,
+) -> Tensor:
+    """Restore ``y = A x + sigma_y n`` with DDNM (``sigma_y == 0``) or DDNM+ (``sigma_y > 0``).
+
+    Args:
+        y: measurement (B, ...) on the [0, 1] scale.
+        operator: any :class:`~pnp_restore.operators.base.LinearOperator`; DDNM+ needs ``has_svd``.
+        prior: a :class:`~pnp_restore.priors.base.Prior`.
+        sigma_y: measurement noise std on the [0, 1] scale; > 0 selects DDNM+.
+        steps: number of sampling steps (default 100, the paper's).
+        eta: DDIM eta.
+        travel_length, travel_repeat: time-travel ``l`` and ``r`` (1, 1 = off).
+        seed: sample i uses seed ``seed + i``.
+        x_init: optional [0, 1] start, diffused to the first sigma (default: pure noise).
+        sigmas: override of the [0, 1]-scale noise schedule.
+
+    Returns:
+        (B, C, H, W) restored images on [0, 1] (not clamped).
+    """
+    plus = float(sigma_y) > 0
+    if plus:
+        require_svd(operator, "ddnm with sigma_y > 0 (DDNM+)")
+    x_shape = check_measurement(y, operator)
+    y_pm = measurement_to_pm1(y, operator, x_shape)
+    sig = schedule(prior, steps, sigmas)
+    n = len(sig) - 1
+    order = time_travel_indices(n, travel_length, travel_repeat)
+    rng = SampleRNG(seed, x_shape[0])
+    den = VPDenoiser(prior)
+    log = Steps("ddnm", len(order), callback, lambda: den.nfe, "try more steps")
+    sy = 2.0 * float(sigma_y)
+    if plus:
+        s = operator.singular_values(torch.zeros(x_shape, device=y.device, dtype=y.dtype))
+        inv_s = torch.where(s > 0, 1.0 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+
+    x = initial_vp(rng, x_shape, sig[0], y, x_init)
+    k, x0 = 0, None
+    for step, k_next in enumerate(order):
+        ab_next = alpha_bar(sig[k_next])
+        a, sn = math.sqrt(ab_next), math.sqrt(1 - ab_next)
+        if k_next < k:  # time-travel back to a noisier level
+            x = a * x0 + sn * rng.randn_like(x)
+        else:
+            x0, eps = den(x, sig[k])
+            correction = operator.pinv(operator.forward(x0) - y_pm)
+            z = rng.randn_like(x)
+            if not plus:
+                x = a * (x0 - correction) + sn * (eta * z + math.sqrt(1 - eta**2) * eps)
+            else:
+                c = a * sy * inv_s  # noise level of the measured coefficients at the next step
+                quiet = (s > 0) & (sn < c)  # next iterate less noisy than y there
+                loud = (s > 0) & (sn > c)
+                lam = torch.where(quiet, s * sn * math.sqrt(1 - eta**2) / (a * sy), torch.ones_like(s))
+                d1 = torch.where(loud, (sn**2 - c**2).clamp_min(0).sqrt(), torch.full_like(s, sn * eta))
+                d2 = torch.where(quiet | loud, torch.zeros_like(s), torch.full_like(s, sn * math.sqrt(1 - eta**2)))
+                x0_hat = x0 - operator.V(lam * operator.V_adjoint(correction))
+                x = a * x0_hat + operator.V(d1 * operator.V_adjoint(z) + d2 * operator.V_adjoint(eps))
+        log(step, sig[k], from_pm1(x / a), from_pm1(x0))
+        k = k_next
+    return from_pm1(x)
+
+
+__all__ = ["ddnm", "time_travel_indices"]
