@@ -15,6 +15,8 @@ from pnp_restore.restore import restore, solver_options
 from pnp_restore.solvers import ddim, ddnm, ddpm, ddrm, diffpir, dps, pnp_admm
 from pnp_restore.solvers.common import schedule
 from pnp_restore.solvers.ddnm import time_travel_indices
+from pnp_restore.solvers.diffpir import DIFFPIR_PARAMS, diffpir_timesteps
+from pnp_restore.solvers.dps import DPS_SCALES
 
 SHAPE = (3, 4, 4)
 
@@ -153,6 +155,54 @@ def test_time_travel_schedule():
     order = time_travel_indices(6, travel_length=2, travel_repeat=2)
     assert order[:5] == [1, 2, 3, 2, 1] and order[-1] == 6
     assert all(abs(a - b) == 1 for a, b in zip([0] + order, order))
+
+
+def test_dps_without_guidance_is_ancestral_ddpm():
+    """zeta = 0 and no clamping: DPS's sampler is DDPM's (same coefficients, noise order, last step) to 1e-12."""
+    _, svd_op, y = problem()
+    a = dps(y, svd_op, prior(), steps=10, zeta=0.0, clamp=False, seed=3)
+    b = ddpm(prior(), (3, *SHAPE), steps=10, seed=3, dtype=torch.float64)
+    assert (a - b).abs().max() < 1e-12
+
+
+def test_published_per_task_defaults():
+    """The official task configs: DPS ``scale`` (configs/*_config.yaml) and DiffPIR's (lambda, zeta, steps)."""
+    assert DPS_SCALES == {"super_resolution": 0.3, "inpainting": 0.5, "gaussian_deblur": 0.3, "motion_deblur": 0.3}
+    assert DIFFPIR_PARAMS["gaussian_deblur"] == {"steps": 100, "lam": 7.0, "zeta": 0.3}
+    assert DIFFPIR_PARAMS["inpainting"] == {"steps": 20, "lam": 1.0, "zeta": 1.0}
+    _, svd_op, y = problem()
+    for params in DIFFPIR_PARAMS.values():  # every entry is a valid set of diffpir options
+        assert torch.isfinite(diffpir(y, svd_op, prior(), sigma_y=0.02, seed=0, **{**params, "steps": 2})).all()
+
+
+class ConstantPrior(Prior):
+    """Denoises everything to the constant ``c`` (out of [0, 1] to test clamping)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def denoise(self, x, sigma):
+        return torch.full_like(x, self.c)
+
+
+@pytest.mark.parametrize("clamp,expected", [(True, 1.0), (False, 1.5)])
+def test_diffpir_clamps_the_denoised_estimate(clamp, expected):
+    """DiffPIR's code clamps x0 to [-1, 1] before the data step; unmeasured pixels keep it (1e-12)."""
+    keep = (torch.arange(16) % 2 == 0).double().view(1, 1, 4, 4)
+    op = DenseSVDOperator(lambda x: x * keep.to(x), SHAPE)
+    y = torch.full((2, *SHAPE), 0.5, dtype=torch.float64) * keep
+    x = diffpir(y, op, ConstantPrior(1.5), sigma_y=0.02, steps=4, seed=0, clamp=clamp)
+    assert (x[..., keep[0, 0] == 0] - expected).abs().max() < 1e-12
+
+
+def test_diffpir_timesteps_follow_the_official_quad_schedule():
+    """t_i = T - 1 - int(T sqrt(i / (n - 1))), last one 0 (DiffPIR main_ddpir_*.py, skip_type='quad')."""
+    t = diffpir_timesteps(100)
+    assert t[:4] == [999, 899, 857, 825] and t[-3:] == [10, 5, 0] and len(set(t)) == 100
+    assert diffpir_timesteps(2) == [999, 0]
+    with pytest.raises(ConfigError, match="repeats"):
+        diffpir_timesteps(900)
 
 
 def test_schedule_override_and_validation():

@@ -19,8 +19,19 @@ Model", ICLR 2023.
   (``x = sqrt(ab) x0 + sqrt(1-ab) z``, as the official code ``svd_ddnm.py`` does).
 
 Defaults and where they come from (official code, wyhuai/DDNM): steps = 100
-(``time_travel.T_sampling`` in configs/*.yml), eta = 0.85 (``--eta``), travel_length = 1
-and travel_repeat = 1 (configs: no time-travel).
+(``time_travel.T_sampling: 100`` in every configs/*.yml; ``skip = 1000 // T_sampling`` gives
+t = 990, 980, ..., 0 and then ``ab = 1``, a DDPM prior's uniform respacing), eta = 0.85 (main.py
+``--eta`` default, README), travel_length = 1 and travel_repeat = 1 (configs/*.yml: no
+time-travel; only configs/oldphoto.yml uses 2 and 2). The schedule of jumps is RePaint's
+``get_schedule_jump`` as in the official code, where the paper's travel interval ``s`` equals the
+travel length ``l`` (both ``travel_length``).
+Update (functions/svd_ddnm.py ``ddnm_diffusion`` for ``sigma_y = 0``, ``ddnm_plus_diffusion`` with
+``Lambda`` / ``Lambda_noise`` of functions/svd_operators.py otherwise; the SVD-based version that
+guided_diffusion/diffusion.py runs without ``--simplified``): x_T ~ N(0, I); time-travel re-noises the
+raw denoised ``x0`` (before the range-null correction); at the last step ``ab' = 1``, so DDNM returns
+``x0_hat`` (``A x = y`` exactly) and DDNM+ returns ``x0`` (``lambda_i = 0`` at ``sigma' = 0``).
+The ``--simplified`` variant (scalar ``lambda``, no SVD) is not implemented; for ``sigma_y = 0`` it is
+DDNM with ``A^+`` as here, up to its extra ``gamma_t`` factor on the noise.
 
 Everything runs on [-1, 1] images with ``sigma_y_net = 2 sigma_y`` as in the official code
 (``args.sigma_y = 2 * args.sigma_y``).

@@ -15,16 +15,24 @@ with ``sigma'`` the next noise level and ``z ~ N(0, I)`` in coefficient space. T
 iterate is drawn from DDRM's ``q(x_T | y)``: ``ybar_i + sqrt(sigma_T^2 - sigma_y^2/s_i^2) z``
 where ``s_i sigma_T > sigma_y``, pure noise elsewhere.
 
-Defaults and where they come from (official code, bahjat-kawar/ddrm, README and
-``efficient_generalized_steps``): steps = 20 (``--timesteps 20``, ``skip_type uniform``;
-a DDPM prior's own respaced timesteps give that schedule), eta = 0.85 (``--eta``),
-eta_b = 1.0 (``--etaB``).
+Defaults and where they come from (official code, bahjat-kawar/ddrm): steps = 20 (README commands
+``--timesteps 20``; runners/diffusion.py ``sample_image``: ``skip = num_timesteps // timesteps``,
+``seq = range(0, num_timesteps, skip)``, i.e. t = 950, 900, ..., 0 and then ``ab = 1``, which a DDPM
+prior's uniform respacing reproduces), eta = 0.85 (main.py ``--eta`` default, used for both
+``etaA`` and ``etaC`` in ``efficient_generalized_steps``), eta_b = 1.0 (main.py ``--etaB`` default).
+Update (functions/denoising.py ``efficient_generalized_steps``): x_T as above; per step the three
+cases with ``sigma'`` of the next timestep; at the last step ``sigma' = 0`` and every case reduces
+to ``x0``, which is the output (the reference clamps to [0, 1] only when saving images).
 
 Everything runs on [-1, 1] images with ``sigma_net = 2 sigma`` and ``sigma_y_net = 2 sigma_y``
 as in the official code (``sigma_0 = 2 * args.sigma_0``).
 Deviation: the official initialisation divides ``V(init)`` by ``sigma_T`` instead of
-multiplying by ``sqrt(ab_T)``, which differs by ``1/sqrt(1 - ab_T)`` (``1 + 2e-5`` for a
-1000-step linear schedule); we use the paper's ``x_T = sqrt(ab_T) V(init)``.
+multiplying by ``sqrt(ab_T)``, which differs by ``1/sqrt(1 - ab_T)`` (``1 + 5e-5`` at the
+20-step start t = 950 of the linear schedule); we use the paper's ``x_T = sqrt(ab_T) V(init)``.
+Deviation: coefficients with ``s_i = 0`` always take the unmeasured rule. The reference applies
+the rules to every entry of its singular-value list, so the values its deblurring and bicubic-SR
+operators zero out (``< 3e-2``) take the low-noise rule when ``sigma_y > 0`` (with ``s_i x0 = 0``,
+reading the noise in ``U^T y`` as data) and the unmeasured rule when ``sigma_y = 0``, as here.
 Deviation: one Gaussian draw per coefficient and step is shared by the three cases
 (the reference draws a full tensor per case and keeps the entries of its case; same law).
 """

@@ -11,14 +11,24 @@ which is the paper's ``zeta_t = zeta / ||y - A x0_hat||`` step on ``||.||^2`` up
 factor 2 absorbed in ``zeta``, exactly as the official code
 (DPS2022/diffusion-posterior-sampling, ``PosteriorSampling``) implements it.
 
-Defaults and where they come from (official code):
-    steps = 1000 (configs/diffusion_config.yaml, no respacing),
-    zeta = 1.0 (``scale`` default of ``PosteriorSampling``); the task configs use
-    0.3 (super-resolution, Gaussian and motion deblurring) and 0.5 (inpainting),
-    clamp = True (``clip_denoised: True``: x0_hat clamped to [-1, 1]).
+Defaults and where they come from (official code, DPS2022/diffusion-posterior-sampling):
+    steps = 1000 (configs/diffusion_config.yaml: ``steps: 1000``, ``timestep_respacing: 1000``,
+    linear betas; a DDPM prior's own 1000 timesteps give that schedule);
+    zeta = 1.0 (``kwargs.get('scale', 1.0)`` in ``PosteriorSampling``,
+    guided_diffusion/condition_methods.py); every task config overrides it, see
+    :data:`DPS_SCALES` (configs/super_resolution_config.yaml 0.3, inpainting_config.yaml 0.5,
+    gaussian_deblur_config.yaml 0.3, motion_deblur_config.yaml 0.3; the nonlinear tasks, which
+    this package does not model, use 0.3 (nonlinear_deblur) and 1.0 (phase_retrieval));
+    clamp = True (configs/diffusion_config.yaml ``clip_denoised: True``: x0_hat clamped to [-1, 1]
+    before the posterior mean and the residual, so the gradient flows through the clamp).
+    All configs use ``noise: sigma: 0.05`` on [-1, 1], i.e. ``sigma_y = 0.025`` here.
+Update (guided_diffusion/gaussian_diffusion.py ``p_sample_loop`` and ``DDPM.p_sample``): x_T ~ N(0, I)
+(sample_condition.py); per step the posterior mean of q(x_{t-1} | x_t, x0_hat) plus noise
+(none at the last step), then ``x_{t-1} -= scale * grad_{x_t} ||y - A(x0_hat)||``, the last step
+included; the output is that last iterate.
 
 Deviation: the reference code takes one norm over the whole batch; we use one norm per
-sample so that samples stay independent (identical for batch size 1).
+sample so that samples stay independent (identical for batch size 1, the reference's).
 Deviation: the reference FFHQ/ImageNet networks learn the reverse variance
 ("learned_range"); a :class:`Prior` only gives the denoiser, so we use the DDPM posterior
 variance ``beta_tilde`` ("fixedsmall", Ho et al. 2020).
@@ -49,6 +59,14 @@ from .ddpm import ddpm_posterior
 
 Tensor = torch.Tensor
 
+#: Per-task step size ``scale`` (our ``zeta``) of the official task configs (configs/<task>_config.yaml).
+DPS_SCALES: dict[str, float] = {
+    "super_resolution": 0.3,
+    "inpainting": 0.5,
+    "gaussian_deblur": 0.3,
+    "motion_deblur": 0.3,
+}
+
 
 def dps(
     y: Tensor,
@@ -73,7 +91,8 @@ def dps(
         prior: a :class:`~pnp_restore.priors.base.Prior`; must be differentiable.
         sigma_y: measurement noise std (unused by the update, kept for a uniform API).
         steps: number of DDPM steps (denoiser calls with gradient).
-        zeta: step size ``scale`` of the reference code, per sample ``zeta * grad ||r||``.
+        zeta: step size ``scale`` of the reference code, per sample ``zeta * grad ||r||``; the
+            published per-task values are in :data:`DPS_SCALES` (1.0 is the code's fallback).
         clamp: clamp the denoised estimate to [-1, 1] as the reference code does.
         seed: sample i uses seed ``seed + i``.
         x_init: optional [0, 1] start, diffused to the first sigma (default: pure noise).
@@ -109,4 +128,4 @@ def dps(
     return from_pm1(x.detach())
 
 
-__all__ = ["dps"]
+__all__ = ["DPS_SCALES", "dps"]

@@ -19,11 +19,22 @@ Schedule (our design, documented here since the papers use hand-tuned BM3D/CNN l
 ``anneal`` fraction of the ``steps`` iterations and then stays at ``sigma_min``, so the
 iteration is a fixed-penalty ADMM at the end and converges. Defaults: ``steps = 100``,
 ``sigma_max = 0.2`` (about 50/255, the starting level of DPIR, Zhang et al. TPAMI 2021),
-``sigma_min = max(sigma_y, 0.01)`` and ``anneal = 0.5``. Chan et al. grow ``rho`` by
-``gamma`` each iteration; a geometric sigma decrease is the same continuation
-(``gamma = (sigma_max / sigma_min)^(2 / n_anneal)``), stopped at the floor.
+``sigma_min = max(sigma_y, 0.01)`` and ``anneal = 0.5``.
+
+Chan et al. (Algorithm 1) and their reference MATLAB code (``PlugPlayADMM_deblur.m``,
+``PlugPlayADMM_general.m``; defaults ``rho = 1``, ``gamma = 1``, ``max_itr = 20``, ``tol = 1e-4``)
+minimise ``||A x - y||^2 / 2 + lambda g(x)`` with the denoiser level ``sigma_k = sqrt(lambda / rho_k)``;
+our likelihood data term is theirs divided by ``sigma_y^2``, i.e. their ``lambda = sigma_y^2`` and
+``rho = sigma_y^2 rho_k``, which gives the same ``sigma_k = 1 / sqrt(rho_k)``.
+Deviation: Chan et al. grow ``rho`` by ``gamma`` when the residual ``Delta_k`` of (x, v, u) did not
+drop by a factor ``eta`` (the code: every iteration) and stop when ``Delta_k < tol``; we use the
+fixed geometric schedule above (``gamma = (sigma_max / sigma_min)^(2 / n_anneal)``, then 1) and a
+fixed number of iterations, so that no sample's schedule depends on the others'.
 Deviation: when ``rho`` changes, the scaled dual variable is rescaled by ``rho_k / rho_{k+1}``
 (Boyd et al., "Distributed Optimization ... ADMM", 2011, Sec. 3.4.1), which Chan et al. omit.
+Deviation: the reference code starts from ``v = 0.5`` (a grey image), clips ``x + u`` to [0, 1]
+before denoising and returns the denoised ``v``; we start from ``A^+ y`` (or ``x_init``), do not
+clip, and return the x-iterate, which satisfies the data term exactly when ``sigma_y = 0``.
 """
 
 from __future__ import annotations
