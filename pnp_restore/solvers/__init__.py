@@ -14,8 +14,8 @@ from ..errors import ConfigError
 from .ddnm import ddnm
 from .ddpm import ddim, ddpm
 from .ddrm import ddrm
-from .diffpir import diffpir
-from .dps import dps
+from .diffpir import DIFFPIR_PARAMS, diffpir, diffpir_timesteps  # noqa: F401
+from .dps import DPS_SCALES, dps  # noqa: F401
 from .pnp_admm import pnp_admm
 
 

@@ -1,0 +1,289 @@
+"""Integration: every solver with the real operators through ``restore``, on an exact Gaussian prior.
+
+The prior is :class:`GaussianPrior` with a squared-exponential covariance on 3x16x16 images
+(float64), so the exact posterior mean ``E[x | y]`` is known in closed form and gives every
+check a scale: the error of a posterior *sample* is about sqrt(2) times the error of the
+posterior mean, whatever the operator. Ground truths are prior samples; ``y = A x + 0.02 n``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from pnp_restore import restore
+from pnp_restore.errors import OperatorError
+from pnp_restore.operators import (
+    Blur,
+    BlurDownsample,
+    Colorization,
+    DenseSVDOperator,
+    Denoising,
+    FunctionOperator,
+    GaussianNoise,
+    Inpainting,
+    SuperResolution,
+    box_mask,
+    gaussian_kernel,
+    motion_kernel,
+    random_mask,
+)
+from pnp_restore.priors.gaussian import GaussianPrior, squared_exponential_cov
+from pnp_restore.solvers import SOLVERS, SPECS
+
+SHAPE = (3, 16, 16)
+SIGMA_Y = 0.02
+ROOT = Path(__file__).resolve().parents[1]
+
+#: few steps, enough for stable numbers on this 768-dimensional problem (DPS needs more: one
+#: gradient step per denoiser call and no exact data step).
+STEPS = {"ddrm": 20, "ddnm": 20, "dps": 100, "diffpir": 20, "pnp_admm": 20}
+
+# name -> factory of the operator (fresh per call, so caches of one test never reach another)
+OPERATORS = {
+    "inpaint_random": lambda: Inpainting(random_mask(16, missing=0.5, seed=1)),
+    "inpaint_box": lambda: Inpainting(box_mask(16, box=6, position="center")),
+    "sr_bicubic": lambda: SuperResolution(2, "bicubic"),
+    "sr_avgpool": lambda: SuperResolution(2, "avgpool"),
+    "blur_circular_gauss": lambda: Blur(gaussian_kernel(5, 1.0), "circular"),
+    "blur_reflect_gauss": lambda: Blur(gaussian_kernel(5, 1.0), "reflect"),
+    "blur_circular_motion": lambda: Blur(motion_kernel(7, 0.5, seed=0), "circular"),
+    "blur_reflect_motion": lambda: Blur(motion_kernel(7, 0.5, seed=0), "reflect"),
+    "blur_downsample": lambda: BlurDownsample(gaussian_kernel(5, 1.0), 2),
+    "colorization": lambda: Colorization(),
+    "denoising": lambda: Denoising(),
+    "composition": lambda: SuperResolution(2, "avgpool") @ Blur(gaussian_kernel(3, 0.8), "reflect"),
+}
+
+#: Data fit ||A x - y|| / sqrt(m) must lie in [FIT_MIN, FIT_MAX] * sigma_y (m = numel of y per image;
+#: y carries noise on every entry, also the unobserved pixels of inpainting). Measured over all pairs:
+#: 0.19 (dps, composition: DPS ignores sigma_y and fits part of the noise) to 1.50 (ddrm/ddnm, random
+#: inpainting). The lower bound catches a hard projection onto the noisy y.
+FIT_MIN, FIT_MAX = 0.1, 2.0
+
+#: RMS error to the ground truth must be below ERR_MAX[solver] times the RMS error of the exact
+#: posterior mean. Measured maxima: ddrm/ddnm 2.67 (random inpainting), dps 2.24 (random inpainting),
+#: diffpir 3.19 (random inpainting), pnp_admm 3.37 (box inpainting: 20 ADMM steps fill the hole slowly;
+#: elsewhere pnp_admm reaches the MAP = posterior mean, ratio 1.00). Ignoring y (a prior sample) gives
+#: 5.3-20 (1.6-1.9 for colorization, where the data-fit bound catches it instead).
+ERR_MAX = {"ddrm": 3.0, "ddnm": 3.0, "dps": 3.0, "diffpir": 4.0, "pnp_admm": 4.0}
+
+#: Operators whose pseudo-inverse error is about 2x the posterior-mean error or more (measured 1.99x to
+#: 250x: zero-filled holes, noise amplified by small singular values), so that a posterior sample
+#: (about 1.4x) must beat A^+ y. Measured error / pinv error there: at most 0.68 (diffpir, sr_avgpool).
+#: Not asserted elsewhere because it is not true: colorization's pinv *is* the posterior mean
+#: (independent channels), bicubic SR / blur+downsample / denoising leave A^+ y within 1.3x / 1.8x /
+#: 1.65x of it, and restorations reach 0.56-1.5x the pinv error there.
+PINV_BEATEN = {
+    "inpaint_random", "inpaint_box", "sr_avgpool", "composition",
+    "blur_circular_gauss", "blur_reflect_gauss", "blur_circular_motion", "blur_reflect_motion",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=None)
+def prior() -> GaussianPrior:
+    mean = torch.full(SHAPE, 0.5, dtype=torch.float64)
+    return GaussianPrior(mean, squared_exponential_cov(SHAPE, std=0.15, length_scale=2.0, nugget=1e-3))
+
+
+def rms(x: torch.Tensor) -> torch.Tensor:
+    """Per-image root mean square, shape (B,)."""
+    return x.flatten(1).norm(dim=1) / math.sqrt(x[0].numel())
+
+
+def measure(op, x: torch.Tensor, seed: int = 10) -> torch.Tensor:
+    return GaussianNoise(SIGMA_Y)(op(x), seed=seed)
+
+
+@lru_cache(maxsize=None)
+def problem(op_name: str):
+    """(x, y, RMS error of A^+ y, RMS error of the exact posterior mean) for 2 prior samples."""
+    op = OPERATORS[op_name]()
+    x = prior().sample(2, seed=0)
+    y = measure(op, x)
+    matrix = DenseSVDOperator(op, SHAPE).matrix
+    post_mean, _ = prior().posterior(y, matrix, SIGMA_Y)
+    return x, y, rms(op.pinv(y) - x), rms(post_mean - x)
+
+
+def works(solver: str, op) -> bool:
+    return not SPECS[solver].needs_svd(SIGMA_Y) or op.has_svd
+
+
+def test_the_table_covers_every_solver():
+    assert set(STEPS) == set(SOLVERS) == set(ERR_MAX)
+
+
+# ----------------------------------------------------------------------------- 1. solvers x operators
+@pytest.mark.parametrize("op_name", list(OPERATORS))
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_every_solver_restores_every_operator(solver, op_name):
+    """Through ``restore``: float64 (2, 3, 16, 16) finite output; data fit in [0.1, 2.0] sigma_y;
+    error <= ERR_MAX x the exact posterior mean's; error < pinv's where that is sound (PINV_BEATEN).
+    A solver that needs an SVD the operator lacks must refuse it, naming the solvers that work."""
+    op = OPERATORS[op_name]()
+    x, y, err_pinv, err_post = problem(op_name)
+    if not works(solver, op):
+        alternatives = ", ".join(n for n, s in SPECS.items() if not s.needs_svd(SIGMA_Y))
+        with pytest.raises(OperatorError, match=f"{solver}.*use one of {alternatives}, or wrap"):
+            restore(y, op, prior(), solver, sigma_y=SIGMA_Y, steps=STEPS[solver], seed=0)
+        return
+    out = restore(y, op, prior(), solver, sigma_y=SIGMA_Y, steps=STEPS[solver], seed=0)
+    assert out.shape == x.shape and out.dtype == torch.float64
+    assert torch.isfinite(out).all()
+    fit = (op(out) - y).flatten(1).norm(dim=1) / math.sqrt(y[0].numel()) / SIGMA_Y
+    assert ((fit > FIT_MIN) & (fit < FIT_MAX)).all(), f"data fit {fit.tolist()} x sigma_y"
+    err = rms(out - x)
+    assert (err < ERR_MAX[solver] * err_post).all(), f"error {(err / err_post).tolist()} x the posterior mean's"
+    if op_name in PINV_BEATEN:
+        assert (err < err_pinv).all(), f"error {(err / err_pinv).tolist()} x the pseudo-inverse's"
+
+
+# ----------------------------------------------------------------------------- 2. batch independence
+def _per_sample_kernels() -> torch.Tensor:
+    return torch.stack([motion_kernel(5, 0.5, seed=s) for s in range(3)])
+
+
+PER_SAMPLE = {
+    "inpainting": (
+        lambda: Inpainting(random_mask(16, missing=0.6, seed=3, batch=3)),
+        lambda i: Inpainting(random_mask(16, missing=0.6, seed=3 + i)),
+    ),
+    "blur_circular": (lambda: Blur(_per_sample_kernels()), lambda i: Blur(_per_sample_kernels()[i])),
+    "blur_reflect": (
+        lambda: Blur(_per_sample_kernels(), "reflect"),
+        lambda i: Blur(_per_sample_kernels()[i], "reflect"),
+    ),
+}
+
+
+#: pairs whose batch/single agreement is limited by an unconverged conjugate-gradient prox
+CG_UNSTABLE = {("diffpir", "blur_reflect")}
+
+
+@pytest.mark.parametrize("op_name", list(PER_SAMPLE))
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_batch_with_per_sample_operators_equals_single_runs(solver, op_name):
+    """A batch of 3 with per-sample masks / kernels and seed s equals the 3 single runs, each
+    with its own mask / kernel and seed s + i, to 1e-10 in float64 (measured <= 7e-16, and 2e-13
+    for pnp_admm with the reflect blur, whose prox is per-sample conjugate gradient).
+
+    Known failure, xfailed after a 1e-4 check: diffpir with the reflect blur differs by 3e-6.
+    Its early steps call the CG prox with lam = rho sigma_y^2 ~ 1e-8; CG then stops at max_iter
+    (200) unconverged and amplifies the 1e-16 rounding difference between the prior's batched and
+    single matrix products to ~5e-5 (generic CG prox: LinearOperator.prox, pnp_restore/operators/base.py)."""
+    batch_op, single_op = PER_SAMPLE[op_name]
+    op = batch_op()
+    if not works(solver, op):
+        pytest.skip(f"{solver} needs an SVD with sigma_y > 0")
+    x = prior().sample(3, seed=20)
+    y = measure(op, x)
+    kw = dict(sigma_y=SIGMA_Y, steps=min(STEPS[solver], 10))
+    batch = restore(y, op, prior(), solver, seed=7, **kw)
+    singles = torch.cat([restore(y[i : i + 1], single_op(i), prior(), solver, seed=7 + i, **kw) for i in range(3)])
+    diff = float((batch - singles).abs().max())
+    if (solver, op_name) in CG_UNSTABLE:
+        assert diff < 1e-4
+        if diff >= 1e-10:
+            pytest.xfail(f"{solver} with {op_name}: batch and single runs differ by {diff:.1e} (unconverged CG prox)")
+    assert diff < 1e-10
+
+
+# ----------------------------------------------------------------------------- 3. a user's operator
+def box_average(x: torch.Tensor) -> torch.Tensor:
+    """Strided 2x2 box average, written by hand: (B, C, H, W) -> (B, C, H/2, W/2)."""
+    return (x[..., ::2, ::2] + x[..., 1::2, ::2] + x[..., ::2, 1::2] + x[..., 1::2, 1::2]) / 4
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_user_forward_only_operator_works_with_every_solver(solver):
+    """A FunctionOperator (adjoint by autograd, pinv/prox by CG; wrapped in DenseSVDOperator for
+    the solvers needing an SVD) meets the bounds of test 1. It is the avgpool SR operator, so every
+    solver gives SuperResolution(2, "avgpool")'s result to 1e-10 (measured <= 3e-15): CG converges
+    exactly in 2 iterations (A^T A has the eigenvalues 1/4 and 0), and as all singular values are
+    equal, DDRM/DDNM+ do not depend on which SVD basis the dense factorisation picked."""
+    user = FunctionOperator(box_average, in_shape=SHAPE)
+    op = DenseSVDOperator(user, SHAPE) if SPECS[solver].needs_svd(SIGMA_Y) else user
+    x, y, err_pinv, err_post = problem("sr_avgpool")
+    out = restore(y, op, prior(), solver, sigma_y=SIGMA_Y, steps=STEPS[solver], seed=0)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    fit = (user(out) - y).flatten(1).norm(dim=1) / math.sqrt(y[0].numel()) / SIGMA_Y
+    assert ((fit > FIT_MIN) & (fit < FIT_MAX)).all(), f"data fit {fit.tolist()} x sigma_y"
+    err = rms(out - x)
+    assert (err < ERR_MAX[solver] * err_post).all() and (err < err_pinv).all()
+    ref = restore(y, SuperResolution(2, "avgpool"), prior(), solver, sigma_y=SIGMA_Y, steps=STEPS[solver], seed=0)
+    assert (out - ref).abs().max() < 1e-10
+
+
+# ----------------------------------------------------------------------------- 4. the README
+def readme_blocks() -> list[str]:
+    """The python code blocks under '## In Python' and '### Your own operator' of README.md."""
+    sections: dict[str, list[str]] = {}
+    heading, fence, block = None, None, []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if fence is None and re.match(r"#{1,6} ", line):
+            heading = line.strip()
+        elif fence is None and line.startswith("```"):
+            fence, block = line[3:].strip(), []
+        elif fence is not None and line.startswith("```"):
+            if fence == "python":
+                sections.setdefault(heading, []).append("\n".join(block))
+            fence = None
+        elif fence is not None:
+            block.append(line)
+    wanted = ("## In Python", "### Your own operator")
+    for name in wanted:
+        assert sections.get(name), f"README.md has no python block under {name!r}"
+    return [b for name in wanted for b in sections[name]]
+
+
+BUILTIN = ROOT / "pnp_restore" / "priors" / "weights" / "builtin.safetensors"
+
+
+@pytest.mark.parametrize("which", ["builtin", "gaussian"])
+def test_readme_examples_run(which, monkeypatch):
+    """The README's Python examples run as written and give finite restorations of the right shape.
+
+    ``builtin``: verbatim, with the shipped prior (skipped if its weights are absent).
+    ``gaussian``: ``priors.load("builtin")`` returns a GaussianPrior; an exact prior at the README's
+    64x64 would need a 12288x12288 eigendecomposition, so the code's image size 64 is set to 16."""
+    from pnp_restore import priors
+
+    code = "\n".join(readme_blocks())
+    size = 64
+    if which == "builtin":
+        if not BUILTIN.is_file():
+            pytest.skip(f"needs the built-in weights {BUILTIN}")
+    else:
+        assert "64, 64" in code, "the README examples no longer use 64x64 images; update this test"
+        code, size = code.replace("64", "16"), 16
+        gaussian = GaussianPrior(torch.full((3, size, size), 0.5), squared_exponential_cov((3, size, size)))
+        asked = []
+        monkeypatch.setattr(priors, "load", lambda source, *a, **k: asked.append(source) or gaussian)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    if which == "gaussian":
+        assert asked == ["builtin"]
+    x, x_hat = scope["x"], scope["x_hat"]
+    assert x.shape == x_hat.shape == (1, 3, size, size)
+    assert x_hat.dtype == x.dtype and torch.isfinite(x_hat).all()
+    assert scope["A_svd"].has_svd
+
+
+# ----------------------------------------------------------------------------- 5. float32
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_float32_runs_match_float64(solver):
+    """Circular motion blur (complex FFT SVD, small singular values): float32 input gives a finite
+    float32 result within 1e-5 (max abs) of float64; measured 1.9e-7 (dps) to 5.8e-7 (diffpir)."""
+    op = OPERATORS["blur_circular_motion"]()
+    _, y, _, _ = problem("blur_circular_motion")
+    kw = dict(sigma_y=SIGMA_Y, steps=STEPS[solver], seed=0)
+    x64 = restore(y, op, prior(), solver, **kw)
+    x32 = restore(y.float(), op, prior(), solver, **kw)
+    assert x32.dtype == torch.float32 and torch.isfinite(x32).all()
+    assert (x32.double() - x64).abs().max() < 1e-5
