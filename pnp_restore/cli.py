@@ -574,8 +574,9 @@ def sr(ctx: click.Context, images: tuple[Path, ...], scale: int, kind: str, sigm
               help="gaussian:STD (pixels), motion:INTENSITY (0..1, random kernel from --seed) or a kernel image file.")
 @click.option("--kernel-size", type=click.IntRange(min=1), default=61, show_default=True,
               help="Size of gaussian/motion kernels (capped to the image, made odd).")
-@click.option("--padding", type=click.Choice(["reflect", "circular"]), default="reflect", show_default=True,
-              help="Boundary model of the blur (circular: exact FFT SVD for ddrm/ddnm).")
+@click.option("--padding", type=click.Choice(["circular", "reflect"]), default="circular", show_default=True,
+              help="Boundary model of the blur. circular: exact FFT solve (fast; DiffPIR's own choice). "
+                   "reflect: closer to real borders, but the data step is iterative (slow with large kernels).")
 @_SIGMA_Y
 @_common_options("deblur")
 @click.pass_context

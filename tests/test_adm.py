@@ -80,7 +80,8 @@ def test_load_tiny_adm_is_exact(tmp_path, suffix):
         x_t = (ab.sqrt() * (2 * x.double() - 1)).float()
         eps = net(x_t, t.float())[:, :3].double()
         ref = (((1 / ab).sqrt() * x_t.double() - (1 / ab - 1).sqrt() * eps) + 1) / 2
-    torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
+    # float32 network: |x0| reaches ~10 at t=999 (eps is amplified by sqrt(1/ab) ~ 157), so 1e-5 relative
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
     assert all(not p.requires_grad for p in prior.parameters())
 
 

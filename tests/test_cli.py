@@ -281,13 +281,13 @@ def test_deblur_kernels(tmp_path, fake):
     res = invoke("deblur", tmp_path / "b.png", "-q", "--no-sidecar", "--steps", "1")
     assert res.exit_code == 0, res.output
     op = fake.calls[-1]["operator"]
-    assert fake.calls[-1]["solver"] == "diffpir" and op.padding == "reflect"
+    assert fake.calls[-1]["solver"] == "diffpir" and op.padding == "circular"
     assert tuple(op.kernel.shape[-2:]) == (19, 19)  # 61 capped to the image, made odd
     res = invoke("deblur", tmp_path / "b.png", "--kernel", "motion:0.5", "--kernel-size", "9", "--padding",
-                 "circular", "-q", "--overwrite", "--no-sidecar", "--steps", "1")
+                 "reflect", "-q", "--overwrite", "--no-sidecar", "--steps", "1")
     assert res.exit_code == 0, res.output
     op = fake.calls[-1]["operator"]
-    assert tuple(op.kernel.shape[-2:]) == (9, 9) and op.padding == "circular"
+    assert tuple(op.kernel.shape[-2:]) == (9, 9) and op.padding == "reflect"
     k = np.zeros((5, 5), np.uint8)
     k[2, 1:4] = 255
     cv2.imwrite(str(tmp_path / "k.png"), k)

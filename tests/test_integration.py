@@ -162,21 +162,14 @@ PER_SAMPLE = {
 }
 
 
-#: pairs whose batch/single agreement is limited by an unconverged conjugate-gradient prox
-CG_UNSTABLE = {("diffpir", "blur_reflect")}
-
-
 @pytest.mark.parametrize("op_name", list(PER_SAMPLE))
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_batch_with_per_sample_operators_equals_single_runs(solver, op_name):
     """A batch of 3 with per-sample masks / kernels and seed s equals the 3 single runs, each
-    with its own mask / kernel and seed s + i, to 1e-10 in float64 (measured <= 7e-16, and 2e-13
-    for pnp_admm with the reflect blur, whose prox is per-sample conjugate gradient).
-
-    Known failure, xfailed after a 1e-4 check: diffpir with the reflect blur differs by 3e-6.
-    Its early steps call the CG prox with lam = rho sigma_y^2 ~ 1e-8; CG then stops at max_iter
-    (200) unconverged and amplifies the 1e-16 rounding difference between the prior's batched and
-    single matrix products to ~5e-5 (generic CG prox: LinearOperator.prox, pnp_restore/operators/base.py)."""
+    with its own mask / kernel and seed s + i, to 1e-10 in float64 (measured <= 7e-16, and for the
+    reflect blur, whose prox is per-sample preconditioned conjugate gradient, 8e-14 for pnp_admm and
+    1e-11 for diffpir: its early steps have lam = rho sigma_y^2 ~ 1e-8, where only a CG solved to
+    1e-12 (LinearOperator.cg_tol) stops amplifying the prior's 1e-16 batch/single rounding)."""
     batch_op, single_op = PER_SAMPLE[op_name]
     op = batch_op()
     if not works(solver, op):
@@ -187,10 +180,6 @@ def test_batch_with_per_sample_operators_equals_single_runs(solver, op_name):
     batch = restore(y, op, prior(), solver, seed=7, **kw)
     singles = torch.cat([restore(y[i : i + 1], single_op(i), prior(), solver, seed=7 + i, **kw) for i in range(3)])
     diff = float((batch - singles).abs().max())
-    if (solver, op_name) in CG_UNSTABLE:
-        assert diff < 1e-4
-        if diff >= 1e-10:
-            pytest.xfail(f"{solver} with {op_name}: batch and single runs differ by {diff:.1e} (unconverged CG prox)")
     assert diff < 1e-10
 
 

@@ -9,6 +9,9 @@ the SVD hooks. Everything else has a generic fallback:
 * ``pinv`` by conjugate gradient on the normal equations (minimum-norm solution),
 * ``prox`` by conjugate gradient, or in closed form through the SVD.
 
+Operators without an SVD may speed up both conjugate-gradient solvers with
+:meth:`LinearOperator.cg_preconditioner`.
+
 SVD convention (used by DDRM and DDNM). The operator is factored as
 ``A = U diag(s) V^T``, where the *coefficient space* has the layout of ``x``:
 
@@ -46,31 +49,50 @@ def conjugate_gradient(
     x0: Tensor | None = None,
     max_iter: int = 200,
     tol: float = 1e-6,
+    precond: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Solve ``apply(x) = b`` for a symmetric positive (semi-)definite ``apply``.
 
-    Batched: each sample has its own step sizes and stops contributing once its
-    relative residual is below ``tol``. Started from zero on a consistent
-    semi-definite system, CG returns the minimum-norm solution.
+    (Preconditioned) conjugate gradient (Hestenes & Stiefel, 1952; Saad, *Iterative
+    Methods for Sparse Linear Systems*, 2003, Alg. 9.1). Batched and per-sample
+    independent: each sample has its own step sizes and freezes once its relative
+    residual ``||b - apply(x)|| / ||b||`` (the recurrence's, unpreconditioned) is below
+    ``tol``, so a batch gives the single runs' results. Started from zero on a
+    consistent semi-definite system without ``precond``, CG returns the
+    minimum-norm solution.
+
+    Args:
+        apply: the operator, (B, ...) -> (B, ...), acting on each sample separately.
+        b: (B, ...) right-hand side.
+        x0: optional start (default zero).
+        max_iter: iteration cap (the result is then returned unconverged).
+        tol: relative residual at which a sample stops.
+        precond: optional ``r -> M^{-1} r`` for a symmetric positive definite ``M``
+            approximating ``apply`` (per-sample, like ``apply``).
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - apply(x) if x0 is not None else b.clone()
-    p = r.clone()
-    rs = _dot(r, r)
-    b_norm = _dot(b, b).clamp_min(torch.finfo(b.dtype).tiny)
+    z = r if precond is None else precond(r)
+    p = z.clone()
+    rs, rz = _dot(r, r), _dot(r, z)
+    limit = tol**2 * _dot(b, b).clamp_min(torch.finfo(b.dtype).tiny)
+    one = torch.ones_like(rz)
     for _ in range(max_iter):
-        if bool((rs <= tol**2 * b_norm).all()):
+        active = rs > limit
+        if not bool(active.any()):
             break
         ap = apply(p)
         pap = _dot(p, ap)
-        active = (rs > tol**2 * b_norm) & (pap > 0)
-        alpha = torch.where(active, rs / pap.where(pap > 0, torch.ones_like(pap)), torch.zeros_like(pap))
+        active = active & (pap > 0) & (rz > 0)
+        alpha = torch.where(active, rz / pap.where(active, one), 0)
         x = x + alpha * p
         r = r - alpha * ap
-        rs_new = _dot(r, r)
-        beta = torch.where(active, rs_new / rs.where(rs > 0, torch.ones_like(rs)), torch.zeros_like(rs))
-        p = r + beta * p
-        rs = rs_new
+        z = r if precond is None else precond(r)
+        rz_new = _dot(r, z)
+        beta = torch.where(active, rz_new / rz.where(active, one), 0)
+        # A frozen sample keeps x and r: its p is reset but never used (alpha = 0).
+        p = z + beta * p
+        rs, rz = torch.where(active, _dot(r, r), rs), torch.where(active, rz_new, rz)
     return x
 
 
@@ -91,6 +113,15 @@ class LinearOperator:
     #: whether :meth:`V`, :meth:`V_adjoint`, :meth:`U`, :meth:`U_adjoint` and
     #: :meth:`singular_values` are available.
     has_svd: bool = False
+
+    #: iteration cap and relative tolerance of the conjugate-gradient :meth:`prox`
+    #: (``None``: 1e-12 in float64, 1e-6 otherwise). Far below what a fit needs because
+    #: a CG result short of convergence is chaotic in its input: at ``lam = rho sigma_y^2
+    #: ~ 1e-8`` (DiffPIR's first steps) a 1e-16 change of ``z`` moved the former 200-step
+    #: result by 9e-4, breaking "batch == single runs". Hard problems (61x61 kernels at
+    #: lam <= 1e-4) run to the cap; lower it per operator (``op.cg_max_iter = 200``) for speed.
+    cg_max_iter: int = 1000
+    cg_tol: float | None = None
 
     def __init__(self, in_shape: tuple[int, int, int] | None = None) -> None:
         self.in_shape = tuple(in_shape) if in_shape is not None else None
@@ -142,14 +173,18 @@ class LinearOperator:
         """Moore-Penrose pseudo-inverse ``A^+ y`` (minimum-norm least squares).
 
         Exact through the SVD when available, else conjugate gradient on
-        ``A^T A x = A^T y`` started at zero.
+        ``A^T A x = A^T y`` started at zero, preconditioned by
+        :meth:`cg_preconditioner` when the operator has one (where ``A^T A`` is
+        singular the preconditioned result need not be the minimum-norm solution).
         """
         if self.has_svd:
             like = torch.empty(self.x_shape(tuple(y.shape)), device=y.device, dtype=y.dtype)
             s = self.singular_values(like)
             c = self.U_adjoint(y)
             return self.V(c * _safe_inverse(s))
-        return conjugate_gradient(self.normal, self.adjoint(y), max_iter=max_iter, tol=tol)
+        b = self.adjoint(y)
+        precond = self.cg_preconditioner(b, b.new_zeros(1, 1, 1, 1))
+        return conjugate_gradient(self.normal, b, max_iter=max_iter, tol=tol, precond=precond)
 
     def prox(self, z: Tensor, y: Tensor, rho: float | Tensor, sigma_y: float | Tensor) -> Tensor:
         """Data-fidelity proximal map.
@@ -157,6 +192,8 @@ class LinearOperator:
         Solves ``argmin_x ||A x - y||^2 / (2 sigma_y^2) + rho / 2 ||x - z||^2``,
         i.e. ``(A^T A + rho sigma_y^2 I) x = A^T y + rho sigma_y^2 z``.
         With ``sigma_y == 0`` this is the projection of ``z`` onto ``{x : A x = y}``.
+        Closed form through the SVD when available, else (preconditioned) conjugate
+        gradient with :attr:`cg_max_iter` and :attr:`cg_tol`.
 
         Args:
             z: (B, C, H, W) point to stay close to.
@@ -173,10 +210,26 @@ class LinearOperator:
             # Coordinates with s = 0 and lam = 0 are unconstrained: keep z there.
             c = torch.where(denom > 0, (s * cy + lam * cz) / denom.where(denom > 0, torch.ones_like(denom)), cz)
             return self.V(c)
+        r = y - self.forward(z)
         if bool((lam == 0).all()):
-            return z + self.pinv(y - self.forward(z))
-        rhs = self.adjoint(y) + lam * z
-        return conjugate_gradient(lambda v: self.normal(v) + lam * v, rhs, x0=z)
+            return z + self.pinv(r)
+        # Correction form: (A^T A + lam I) d = A^T (y - A z), x = z + d, d0 = 0, so the
+        # tolerance is relative to z's misfit, not to ||A^T y + lam z|| (mostly lam z).
+        b = self.adjoint(r)
+        tol = self.cg_tol if self.cg_tol is not None else (1e-12 if b.dtype == torch.float64 else 1e-6)
+        precond = self.cg_preconditioner(b, lam)
+        return z + conjugate_gradient(
+            lambda v: self.normal(v) + lam * v, b, max_iter=self.cg_max_iter, tol=tol, precond=precond
+        )
+
+    def cg_preconditioner(self, like: Tensor, lam: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """Optional ``r -> M^{-1} r`` with ``M`` symmetric positive definite and close to ``A^T A + lam I``.
+
+        Used by the conjugate-gradient :meth:`pinv` (``lam = 0``) and :meth:`prox`;
+        the default ``None`` means plain CG. ``like`` is an image batch (B, C, H, W)
+        and ``lam`` a (B or 1, 1, 1, 1) tensor on its device and dtype.
+        """
+        return None
 
     # -- SVD hooks (see the module docstring) --------------------------------
     def V_adjoint(self, x: Tensor) -> Tensor:

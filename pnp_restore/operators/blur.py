@@ -9,12 +9,19 @@ kernels they differ by a 180 degree rotation.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..errors import ConfigError, ShapeError
 from .base import LinearOperator, Tensor
 
 PADDINGS = ("circular", "reflect")
+
+#: floor of the circulant preconditioner's regulariser, relative to max|K_hat|^2 (see
+#: Blur.cg_preconditioner). Measured: 1e-8 is best for a 5x5 kernel on 16x16, but worse than
+#: no preconditioner for a 61x61 one on 256x256, where 1e-3 was the best tried.
+PRECOND_FLOOR = 1e-3
 
 
 def as_kernel(kernel) -> Tensor:
@@ -77,9 +84,10 @@ class Blur(LinearOperator):
       ``pinv``/``prox`` follow from it. Singular values below
       ``max(H, W) * eps * max|K_hat|`` count as 0 (numerical rank).
     * ``padding="reflect"``: the image is reflect-padded, so ``y`` has the size of
-      ``x`` (DPS's Gaussian/motion deblurring). The adjoint is the exact
+      ``x`` (DPS's Gaussian/motion deblurring). The adjoint is
       exact (the transposed convolution, then the padding folded back);
-      ``pinv``/``prox`` use conjugate gradient; no SVD. Computed with FFTs on the
+      ``pinv``/``prox`` use conjugate gradient preconditioned by the circular
+      blur (:meth:`cg_preconditioner`); no SVD. Computed with FFTs on the
       padded canvas, which is exact and fast for the 61x61 kernels of DPS.
 
     Args:
@@ -148,6 +156,25 @@ class Blur(LinearOperator):
         g = self._circular_adjoint(g)
         g = y.new_zeros(b, c, h, len(cols)).index_add_(-2, rows, g)  # fold the padding back (adjoint of the gather)
         return y.new_zeros(b, c, h, w).index_add_(-1, cols, g)
+
+    def cg_preconditioner(self, like: Tensor, lam: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """Circulant preconditioner of the reflect blur: ``r -> ifft2(fft2(r) / (|K_hat|^2 + lam'))``.
+
+        The circular blur with the same kernel on the same grid differs from the
+        reflect one only within half a kernel of the borders (Chan & Ng, "Conjugate
+        gradient methods for Toeplitz systems", SIAM Review 1996), so this pays off
+        when the kernel is small next to the image: 757 -> 300 iterations to tol 1e-6
+        for a 5x5 Gaussian on 16x16 at lam = 1.6e-8. With 61x61 kernels the border band
+        is most of a 64x64 image and 40% of a 256x256 one: at lam = 1e-4 it still takes
+        400-800 iterations on 64x64, and at lam = 1e-8 it does not converge in 1000.
+        ``lam' = max(lam, PRECOND_FLOOR * max|K_hat|^2)`` keeps it bounded where the
+        kernel's spectrum vanishes (and for ``pinv``, ``lam = 0``).
+        """
+        if self.padding == "circular":
+            return None
+        power = self._fk(like).abs() ** 2
+        denom = power + torch.maximum(lam, PRECOND_FLOOR * power.amax((-2, -1), keepdim=True))
+        return lambda r: torch.fft.ifft2(torch.fft.fft2(r) / denom).real
 
     def _offsets(self) -> tuple[int, int]:
         kh, kw = self.kernel.shape[-2:]
