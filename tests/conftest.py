@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# One thread per test process: the suite runs as two pytest-xdist workers on 2 cores, and
+# torch's own threads on top of them (or of any other load) oversubscribe the CPU badly
+# (a 5 s training test took 150 s). PNP_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("PNP_TEST_THREADS", "1")))
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
