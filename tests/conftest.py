@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-# One thread per test process: the suite runs as two pytest-xdist workers on 2 cores, and
-# torch's own threads on top of them (or of any other load) oversubscribe the CPU badly
-# (a 5 s training test took 150 s). PNP_TEST_THREADS overrides.
+# One torch thread: the tests use small tensors, and torch's thread pool on a busy 2-core
+# machine oversubscribes it badly (a 3 s training test took 150 s with 2 threads under
+# load; the whole suite takes ~1 minute single-threaded). PNP_TEST_THREADS overrides.
 torch.set_num_threads(int(os.environ.get("PNP_TEST_THREADS", "1")))
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -112,39 +112,31 @@ def test_pnp_admm_default_schedule_is_close():
 
 # ---------------------------------------------------------------------------- samplers: posterior mean
 # (solver, kwargs, n samples, op, sigma_y, max ratio, measured ratio)
-# The default run keeps at least one noiseless and one noisy case per solver; the rest are
-# marked slow (run them with `pytest -m slow`) to keep the suite under 10 minutes on 2 cores.
-
-
-def slow(case: tuple):
-    return pytest.param(*case, marks=pytest.mark.slow)
-
-
 SAMPLER_CASES = [
     # DDRM, published defaults (20 steps, eta 0.85, eta_b 1). Biased on inpainting at 20 steps
     # (the unconditional denoiser stands in for the conditional one); the bias vanishes with steps.
     ("ddrm", {}, 2000, "inpaint", 0.01, 0.45, 0.35),
-    slow(("ddrm", {"steps": 500}, 500, "inpaint", 0.01, 0.10, 0.024)),
+    ("ddrm", {"steps": 500}, 500, "inpaint", 0.01, 0.10, 0.024),
     ("ddrm", {}, 2000, "blur", 0.01, 0.10, 0.042),
     ("ddrm", {}, 2000, "blur", 0.05, 0.12, 0.062),
     ("ddrm", {}, 2000, "down", 0.0, 0.15, 0.089),
     ("ddrm", {}, 2000, "down", 0.05, 0.20, 0.115),
     # DDNM (sigma_y = 0) and DDNM+ (sigma_y > 0), 100 steps, eta 0.85
-    slow(("ddnm", {}, 1000, "inpaint", 0.0, 0.12, 0.053)),
+    ("ddnm", {}, 1000, "inpaint", 0.0, 0.12, 0.053),
     ("ddnm", {}, 1000, "inpaint", 0.05, 0.20, 0.133),
-    slow(("ddnm", {}, 1000, "blur", 0.01, 0.13, 0.080)),
+    ("ddnm", {}, 1000, "blur", 0.01, 0.13, 0.080),
     ("ddnm", {}, 1000, "down", 0.0, 0.05, 0.015),
-    slow(("ddnm", {}, 1000, "down", 0.05, 0.12, 0.067)),
+    ("ddnm", {}, 1000, "down", 0.05, 0.12, 0.067),
     # DiffPIR, 100 steps, lambda 1, zeta 0.1
     ("diffpir", {}, 1000, "inpaint", 0.01, 0.45, 0.32),
-    slow(("diffpir", {}, 1000, "blur", 0.01, 0.20, 0.13)),
+    ("diffpir", {}, 1000, "blur", 0.01, 0.20, 0.13),
     ("diffpir", {}, 1000, "down", 0.05, 0.20, 0.135),
     # DPS, 1000 steps, zeta 0.3 (the super-resolution/deblurring configs), no clamping: an
     # approximation (x0_hat in place of the posterior) and known to be biased, most on blur;
     # it also over-fits y (residual below the noise level).
     ("dps", {"zeta": 0.3, "clamp": False}, 500, "inpaint", 0.025, 0.30, 0.135),
-    slow(("dps", {"zeta": 0.3, "clamp": False}, 500, "blur", 0.025, 0.70, 0.48)),
-    slow(("dps", {"zeta": 0.3, "clamp": False}, 500, "down", 0.025, 0.20, 0.108)),
+    ("dps", {"zeta": 0.3, "clamp": False}, 500, "blur", 0.025, 0.70, 0.48),
+    ("dps", {"zeta": 0.3, "clamp": False}, 500, "down", 0.025, 0.20, 0.108),
 ]
 #: allowed range of res / exact res for sigma_y > 0 (measured: DPS 0.19-0.72, others 0.48-1.70)
 RES_FACTORS = {"dps": (0.1, 2.5), "ddrm": (0.35, 2.5), "ddnm": (0.35, 2.5), "diffpir": (0.35, 2.5)}
@@ -187,7 +179,7 @@ def test_ddrm_and_ddnm_plus_coincide_on_inpainting():
 
 # ---------------------------------------------------------------------------- unconditional samplers
 @pytest.mark.parametrize(
-    "sampler,kw,tol_cov,measured", [pytest.param(ddpm, {"steps": 250}, 0.13, 0.084, marks=pytest.mark.slow), (ddim, {"steps": 100}, 0.15, 0.103)]
+    "sampler,kw,tol_cov,measured", [(ddpm, {"steps": 250}, 0.13, 0.084), (ddim, {"steps": 100}, 0.15, 0.103)]
 )
 def test_unconditional_samples_have_the_prior_moments(sampler, kw, tol_cov, measured):
     """DDPM / DDIM through the VP<->VE conversion reproduce the prior: mean within 0.1 prior std
