@@ -34,6 +34,8 @@ DEFAULT_SIGMA_Y = 0.01
 
 #: per-task default solver (see docs/cli.md).
 DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser"}
+#: command -> task whose published per-solver hyper-parameters apply (pnp_restore.solvers.task_defaults)
+PAPER_TASK = {"inpaint": "inpainting", "sr": "super_resolution", "deblur": "gaussian_deblur"}
 
 #: ``denoise --solver denoiser``: one call of the prior's MMSE denoiser (no sampling).
 DENOISER = "denoiser"
@@ -321,6 +323,7 @@ def _run(
     operator_for: Callable[[int, int], Any],
     record: dict[str, Any],
     measure: bool = False,
+    paper_task: str | None = None,
 ) -> None:
     """Restore ``images`` with the operator ``operator_for(H, W)`` of each size.
 
@@ -330,6 +333,7 @@ def _run(
         measure: the measurement is ``operator(image)`` (inpainting: zero the
             missing pixels) instead of the image itself.
         record: task settings for the sidecar JSON.
+        paper_task: task of the published hyper-parameters to use (default: ``PAPER_TASK[task]``).
     """
     import torch
 
@@ -338,6 +342,7 @@ def _run(
 
     images = [Path(p) for p in images]
     opts = _parse_opts(common.opt)
+    paper_task = paper_task or PAPER_TASK.get(task)
     if common.solver != DENOISER:
         names = _solver_names()
         if common.solver not in names:
@@ -404,7 +409,7 @@ def _run(
             s_y = sigmas[first.image]
             frames: list[list] = [[] for _ in batch]
             x, info = _solve(y, operator, prior, common, s_y, opts, seed=common.seed + batch[0],
-                             bar=bar, n_batches=len(batches), frames=frames)
+                             bar=bar, n_batches=len(batches), frames=frames, task=paper_task)
             x = x.detach().to("cpu", torch.float32)
             for b, k in enumerate(batch):
                 _write_output(items[k], x[b : b + 1], loaded[items[k].image][1], frames[b], common, {
@@ -415,6 +420,7 @@ def _run(
                     "task": task, "input": str(images[items[k].image]), "sample": items[k].sample,
                     "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
                     **record, **({"opts": opts} if opts else {}),
+                    **({"options": info["options"]} if info.get("options") else {}),
                 })
                 if not common.quiet:
                     bar.write(f"wrote {items[k].path}", file=sys.stdout)
@@ -423,7 +429,7 @@ def _run(
 
 
 def _solve(y, operator, prior, common: Common, sigma_y: float, opts: dict, *, seed: int, bar, n_batches: int,
-           frames: list[list]) -> tuple[Any, dict]:
+           frames: list[list], task: str | None = None) -> tuple[Any, dict]:
     """One batch through the solver (or one denoiser call), updating the progress bar."""
     import torch
 
@@ -453,7 +459,7 @@ def _solve(y, operator, prior, common: Common, sigma_y: float, opts: dict, *, se
             for b, f in enumerate(frames):
                 f.append(x0[b : b + 1])
 
-    kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, **opts}
+    kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, "task": task, **opts}
     if common.steps is not None:
         kwargs["steps"] = common.steps
     x, info = _restore(y, operator, prior, **kwargs)
@@ -596,7 +602,8 @@ def deblur(ctx: click.Context, images: tuple[Path, ...], kernel: str, kernel_siz
         return Blur(_kernel(kernel, kernel_size, h, w, common.seed), padding=padding)
 
     _run(ctx, "deblur", images, common, sigma_y, operator_for,
-         record={"kernel": kernel, "kernel_size": kernel_size, "padding": padding})
+         record={"kernel": kernel, "kernel_size": kernel_size, "padding": padding},
+         paper_task="motion_deblur" if kernel.startswith("motion:") else "gaussian_deblur")
 
 
 def _kernel(spec: str, size: int, h: int, w: int, seed: int) -> Any:

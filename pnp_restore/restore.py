@@ -50,6 +50,7 @@ def restore(
     seed: int | None = None,
     callback=None,
     return_info: bool = False,
+    task: str | None = None,
     **solver_options_,
 ):
     """Restore ``x`` from ``y = A x + sigma_y n`` with a diffusion prior.
@@ -64,7 +65,11 @@ def restore(
         steps: number of steps; ``None`` uses the solver's published default.
         seed: image i of the batch uses seed ``seed + i``; ``None`` is non-deterministic.
         callback: ``callback(info)`` after every step (``step, steps, sigma, x, x0, nfe``).
-        return_info: also return ``{"nfe", "steps", "solver", "time_s", "seed"}``.
+        return_info: also return ``{"nfe", "steps", "solver", "time_s", "seed", "options"}``.
+        task: ``"super_resolution"``, ``"inpainting"``, ``"gaussian_deblur"`` or
+            ``"motion_deblur"`` to use the paper's per-task hyper-parameters
+            (:func:`pnp_restore.solvers.task_defaults`, e.g. DPS's zeta); explicit
+            ``steps`` and options win over them.
         **solver_options_: the solver's hyper-parameters (e.g. ``eta`` for ddrm, ``zeta`` for dps).
 
     Returns:
@@ -77,6 +82,11 @@ def restore(
         OperatorError: the solver needs an SVD the operator does not have.
     """
     spec = solvers.spec(solver)
+    published = solvers.task_defaults(solver, task)
+    if steps is None:
+        steps = published.pop("steps", None)
+    published.pop("steps", None)
+    solver_options_ = {**published, **solver_options_}
     valid = solver_options(solver)
     unknown = sorted(set(solver_options_) - set(valid))
     if unknown:
@@ -118,7 +128,14 @@ def restore(
     )
     if not return_info:
         return x
-    info = {"nfe": counted.nfe, "steps": steps, "solver": solver, "time_s": time.perf_counter() - start, "seed": seed}
+    info = {
+        "nfe": counted.nfe,
+        "steps": steps,
+        "solver": solver,
+        "time_s": time.perf_counter() - start,
+        "seed": seed,
+        "options": solver_options_,
+    }
     return x, info
 
 

@@ -211,3 +211,13 @@ def test_seeds_stochastic_solvers_only(folder, tmp_path):
     d = {r["seed"]: r for r in rows if r["solver"] == "ddnm" and r["image"] == "b"}
     assert (d[0]["solver_seed"], d[1]["solver_seed"]) == (1, 100_001)  # seed * 100000 + index
     assert d[0]["psnr"] != d[1]["psnr"]  # another seed, another sample
+
+
+def test_registry_solvers_get_the_papers_per_task_settings(folder, tmp_path):
+    """A DPS row of an inpainting task records DPS's published inpainting zeta (0.5); options override it."""
+    task = protocols.get("random_inpaint_70@0.05", size=32)
+    rows = _run(folder, tmp_path / "t.jsonl", tasks=[task], solvers=["dps"], images=1)
+    assert rows[0]["solver_options"] == {"zeta": 0.5} and rows[0]["options"] == {}
+    rows = _run(folder, tmp_path / "u.jsonl", tasks=[task], solvers=["dps"], images=1,
+                solver_options={"dps": {"zeta": 0.1}})
+    assert rows[0]["solver_options"] == {"zeta": 0.1}

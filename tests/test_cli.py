@@ -157,7 +157,7 @@ def test_inpaint_mask_invert_and_options_reach_the_solver(tmp_path, fake):
     assert fake.prior_kwargs["tile"] == 64 and fake.prior_kwargs["dtype"] == torch.bfloat16
     (call,) = fake.calls
     assert call["solver"] == "ddnm" and call["steps"] == 3 and call["sigma_y"] == 0.0 and call["seed"] == 7
-    assert call["opts"] == {"eta": 0.85, "mode": "x"}
+    assert call["opts"] == {"eta": 0.85, "mode": "x", "task": "inpainting"}  # task: the paper's per-task defaults
     kept = call["operator"].mask[0, 0].numpy() > 0
     assert np.array_equal(kept, m)  # --mask-invert: white = observed
 

@@ -276,3 +276,28 @@ def test_float32_runs_match_float64(solver):
     x32 = restore(y.float(), op, prior(), solver, **kw)
     assert x32.dtype == torch.float32 and torch.isfinite(x32).all()
     assert (x32.double() - x64).abs().max() < 1e-5
+
+
+# --------------------------------------------------------------------------- per-task published defaults
+def test_task_defaults_apply_under_explicit_options():
+    """``restore(..., task=...)`` uses the paper's per-task values (DPS_SCALES, DIFFPIR_PARAMS);
+    explicit steps/options win; solvers with one published setting get none; unknown tasks fail."""
+    from pnp_restore.errors import ConfigError
+    from pnp_restore.solvers import DIFFPIR_PARAMS, DPS_SCALES, task_defaults
+
+    assert task_defaults("dps", "inpainting") == {"zeta": DPS_SCALES["inpainting"]} == {"zeta": 0.5}
+    assert task_defaults("diffpir", "gaussian_deblur") == DIFFPIR_PARAMS["gaussian_deblur"]
+    assert task_defaults("ddrm", "super_resolution") == {} and task_defaults("dps", None) == {}
+    with pytest.raises(ConfigError, match="unknown task"):
+        task_defaults("dps", "colourisation")
+
+    prior = GaussianPrior(torch.full((3, 8, 8), 0.5, dtype=torch.float64), squared_exponential_cov((3, 8, 8)))
+    op = Inpainting(random_mask((8, 8), missing=0.5, seed=0))
+    y = op(torch.rand(1, 3, 8, 8, dtype=torch.float64))
+    _, info = restore(y, op, prior, "diffpir", task="inpainting", seed=0, return_info=True)
+    assert info["steps"] == DIFFPIR_PARAMS["inpainting"]["steps"] and info["options"] == {"lam": 1.0, "zeta": 1.0}
+    _, info = restore(y, op, prior, "dps", task="inpainting", steps=5, zeta=0.2, seed=0, return_info=True)
+    assert info["steps"] == 5 and info["options"] == {"zeta": 0.2}
+    a = restore(y, op, prior, "dps", task="inpainting", steps=5, seed=0)
+    b = restore(y, op, prior, "dps", steps=5, zeta=0.5, seed=0)
+    assert torch.equal(a, b)

@@ -91,6 +91,17 @@ class Protocol:
         """Task id ``<name>@<sigma_y>``, e.g. ``sr4_bicubic@0.05``."""
         return f"{self.name}@{self.sigma_y:g}"
 
+    @property
+    def paper_task(self) -> str | None:
+        """The task whose published per-task solver settings apply (:func:`pnp_restore.solvers.task_defaults`)."""
+        return {
+            "sr": "super_resolution",
+            "box_inpaint": "inpainting",
+            "random_inpaint": "inpainting",
+            "gaussian_blur": "gaussian_deblur",
+            "motion_blur": "motion_deblur",
+        }.get(self.kind)
+
     def fields(self) -> dict:
         """All fields (for result rows)."""
         return dataclasses.asdict(self)

@@ -99,17 +99,17 @@ def _registry_solver(name: str) -> SolverFn:
 
     def call(y, operator, prior, **kw):
         x, info = restore(y, operator, prior, solver=name, return_info=True, **kw)
-        return x, {"nfe": info.get("nfe")}
+        return x, {"nfe": info.get("nfe"), "options": info.get("options")}
 
     return call
 
 
 def _baseline(fn: Callable) -> SolverFn:
-    return lambda y, operator, prior, **kw: (fn(y, operator, prior, **kw), {"nfe": 0})
+    return lambda y, operator, prior, task=None, **kw: (fn(y, operator, prior, **kw), {"nfe": 0})
 
 
 def _custom(fn: Callable) -> SolverFn:
-    def call(y, operator, prior, **kw):
+    def call(y, operator, prior, task=None, **kw):
         r = fn(y, operator, prior, **kw)
         return r if isinstance(r, tuple) else (r, {})
 
@@ -334,17 +334,18 @@ def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, m
     x = torch.cat([im.x for im in batch]).to(device=device, dtype=dtype)
     operator, y = proto.degrade(x, keys)
     solver_seed = seed * SEED_STRIDE + batch[0].index
-    kw = dict(sigma_y=proto.sigma_y, seed=solver_seed, **options)
+    # task: registry solvers use the paper's per-task settings (e.g. DPS's zeta) unless options override them.
+    kw = dict(sigma_y=proto.sigma_y, seed=solver_seed, task=proto.paper_task, **options)
     if steps is not None:
         kw["steps"] = steps
     _metrics.reset_peak_memory(device)
-    error, nfe = None, None
+    error, nfe, used = None, None, options
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     try:
         xh, info = fn(y, operator, prior, **kw)
-        nfe = info.get("nfe")
+        nfe, used = info.get("nfe"), info.get("options") or options
     except PnPRestoreError as e:  # e.g. DDRM on an operator without SVD: record, do not stop the run
         xh, error = None, f"{type(e).__name__}: {e}"
     if device.type == "cuda":
@@ -361,7 +362,7 @@ def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, m
         row = {
             "dataset": im.dataset, "image": im.name, "index": im.index, "task": proto.id,
             "solver": name, "prior": prior_name, "seed": seed, "solver_seed": solver_seed + i,
-            "steps": steps, "options": options, "nfe": nfe, "time_s": elapsed, "peak_mem_mb": peak,
+            "steps": steps, "options": options, "solver_options": used, "nfe": nfe, "time_s": elapsed, "peak_mem_mb": peak,
             "batch_size": len(batch), "device": device.type, "dtype": str(dtype).replace("torch.", ""),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "protocol": proto.fields(), "error": error, "finished": time.time(),

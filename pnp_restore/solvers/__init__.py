@@ -59,6 +59,29 @@ def _unknown(name: str) -> ConfigError:
     return ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
 
 
+#: Tasks with published per-task hyper-parameters (the names of DPS's configs).
+TASKS = ("super_resolution", "inpainting", "gaussian_deblur", "motion_deblur")
+
+
+def task_defaults(name: str, task: str | None) -> dict:
+    """The paper's hyper-parameters of solver ``name`` for ``task`` (may include ``steps``).
+
+    DPS tunes ``zeta`` per task (:data:`DPS_SCALES`) and DiffPIR ``lam``, ``zeta`` and
+    the number of steps (:data:`DIFFPIR_PARAMS`); the other solvers publish one setting,
+    so this is ``{}`` for them and for ``task=None``.
+    """
+    spec(name)
+    if task is None:
+        return {}
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)} (or None)")
+    if name == "dps":
+        return {"zeta": DPS_SCALES[task]}
+    if name == "diffpir":
+        return dict(DIFFPIR_PARAMS[task])
+    return {}
+
+
 def get(name: str) -> Callable:
     """The solver function called ``name`` (raises :class:`ConfigError` if unknown)."""
     if name not in SOLVERS:
@@ -74,8 +97,11 @@ def spec(name: str) -> SolverSpec:
 
 
 __all__ = [
+    "DIFFPIR_PARAMS",
+    "DPS_SCALES",
     "SOLVERS",
     "SPECS",
+    "TASKS",
     "SolverSpec",
     "ddim",
     "ddnm",
@@ -86,4 +112,5 @@ __all__ = [
     "get",
     "pnp_admm",
     "spec",
+    "task_defaults",
 ]
