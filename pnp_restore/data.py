@@ -1,0 +1,109 @@
+"""Training images: a folder read into RAM and random augmented patches of it.
+
+Images are read with :func:`pnp_restore.io.read_image` (PNG, JPG, TIF, ... via
+OpenCV), optionally verified against a ``MANIFEST.tsv`` with
+:func:`pnp_restore.benchmarks.datasets.verify`, and kept in RAM as RGB ``uint8``
+arrays (H, W, 3). :class:`RandomPatches` draws augmented crops (scale jitter,
+flips, 90-degree rotations) as float tensors (3, crop, crop) in [0, 1]; item ``i`` depends only on ``(seed, i)``, so a training run that asks
+for items ``step * batch ... step * batch + batch - 1`` is exactly resumable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .benchmarks.datasets import EXTENSIONS, verify
+from .errors import ConfigError
+from .io import read_image
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursive), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"image folder {root} does not exist; pass a folder of PNG/JPG/TIF images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    if not files:
+        raise ConfigError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
+    return files
+
+
+def read_rgb_uint8(path: str | Path) -> np.ndarray:
+    """An image file as RGB ``uint8`` (H, W, 3) via :func:`pnp_restore.io.read_image`; gray is repeated to RGB."""
+    x, _ = read_image(path)
+    return (x[0].expand(3, -1, -1) * 255).round().byte().permute(1, 2, 0).numpy().copy()
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """RGB ``uint8`` (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float() / 255.0
+
+
+def load_folder(root: str | Path, manifest: str | Path | None = None) -> list[np.ndarray]:
+    """Every image under ``root`` (recursive) as RGB ``uint8``; files are first checked against ``manifest`` if given.
+
+    Raises:
+        DatasetError: a file is not in the manifest or its sha256 differs.
+    """
+    files = list_images(root)
+    if manifest is not None:
+        verify(files, manifest)
+    return [read_rgb_uint8(f) for f in files]
+
+
+class RandomPatches(torch.utils.data.Dataset):
+    """Endless augmented crops from in-memory images.
+
+    Item ``i`` (any int >= 0) picks an image, a scale ``s`` (log-uniform in
+    ``scale_range``; a region of ``crop / s`` pixels is resized to ``crop`` with
+    area interpolation, so s < 1 down-samples, which also lowers the camera noise),
+    a position, a horizontal flip and a rotation by a multiple of 90 degrees,
+    all from ``numpy.random.default_rng((seed, i))``.
+
+    Args:
+        images: RGB ``uint8`` arrays (H, W, 3), each at least ``crop`` pixels on both sides.
+        crop: side of the square patches, in pixels.
+        seed: base seed of the augmentation.
+        scale_range: (min, max) scale factor; (1, 1) disables the jitter.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int, seed: int = 0, scale_range=(0.5, 1.0)) -> None:
+        if not images:
+            raise ConfigError("RandomPatches needs at least one image")
+        small = [im.shape[:2] for im in images if min(im.shape[:2]) < crop]
+        if small:
+            raise ConfigError(f"crop {crop} is larger than an image of size {small[0]}; lower --crop")
+        lo, hi = scale_range
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"scale_range must satisfy 0 < min <= max <= 1; got {scale_range}")
+        self.images, self.crop, self.seed, self.scale_range = images, int(crop), int(seed), (lo, hi)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, int(i)))
+        img = self.images[rng.integers(len(self.images))]
+        h, w = img.shape[:2]
+        lo, hi = self.scale_range
+        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        side = min(round(self.crop / scale), h, w)
+        y, x = rng.integers(h - side + 1), rng.integers(w - side + 1)
+        patch = img[y : y + side, x : x + side]
+        if side != self.crop:
+            patch = cv2.resize(patch, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        patch = np.rot90(patch, k=int(rng.integers(4)))
+        return to_tensor(patch)
+
+    def batch(self, step: int, size: int) -> torch.Tensor:
+        """Items ``step * size ... step * size + size - 1`` stacked: (size, 3, crop, crop)."""
+        return torch.stack([self[step * size + j] for j in range(size)])
+
+
+__all__ = ["RandomPatches", "list_images", "load_folder", "read_rgb_uint8", "to_tensor"]

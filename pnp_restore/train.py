@@ -1,0 +1,261 @@
+"""Training of the built-in prior with the EDM objective (Karras et al., NeurIPS 2022, Sec. 5).
+
+Loss per image (network scale: images on [-1, 1]):
+
+    ln(sigma) ~ N(P_mean, P_std^2),  P_mean = -1.2,  P_std = 1.2
+    lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma * sigma_data)^2
+    L = lambda(sigma) * mean ||D(y + sigma n; sigma) - y||^2
+
+with Adam, an exponential moving average (EMA) of the weights, linear warm-up
+then cosine decay of the learning rate and gradient-norm clipping at 1 (the last
+two are deviations from EDM, which trains far longer at a constant rate: they
+make short CPU runs converge). Every random draw of step ``k`` (patches,
+sigmas, noise) is a function of ``(seed, k)``, so a run resumed from a checkpoint
+gives exactly the numbers of an uninterrupted one on the same hardware.
+
+Outputs in ``--out``: ``log.jsonl`` (one JSON line per logged step),
+``checkpoint.pt`` (written atomically every few minutes and at the end) and
+``weights/`` (EMA weights as ``builtin.safetensors`` + ``builtin.json``, loadable
+with :func:`pnp_restore.priors.builtin.load_builtin`).
+
+Command line: ``pnp-restore train-prior`` or ``python -m pnp_restore.train``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import RandomPatches, load_folder
+from .errors import CheckpointError, ConfigError, DivergenceError
+from .priors.builtin import EDMDenoiser, UNetConfig, save_weights
+
+P_MEAN, P_STD = -1.2, 1.2
+CHECKPOINT = "checkpoint.pt"
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """CPU generator for the random draws of training step ``step``."""
+    state = np.random.SeedSequence((seed, step)).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def edm_loss(net: EDMDenoiser, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """EDM loss (scalar) of clean images ``y`` (B, C, H, W) on [-1, 1]; sigmas and noise drawn from ``gen``."""
+    b = y.shape[0]
+    sigma = (torch.randn(b, generator=gen) * P_STD + P_MEAN).exp().to(y.device, y.dtype)
+    noise = torch.randn(y.shape, generator=gen).to(y.device, y.dtype)
+    sd = net.cfg.sigma_data
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    d = net(y + sigma.view(-1, 1, 1, 1) * noise, sigma)
+    return (weight * (d.float() - y.float()).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def learning_rate(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``lr / 10`` at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def autocast_for(device: torch.device, precision: str):
+    """Autocast context for ``precision`` in {'auto', 'fp32', 'bf16', 'fp16'} on ``device``."""
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    if precision == "fp32":
+        return nullcontext, precision
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return (lambda: torch.autocast(device.type, dtype=dtype)), precision
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to ``path`` via a temporary file and an atomic rename."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export_checkpoint(checkpoint: str | Path, folder: str | Path) -> Path:
+    """Write the EMA weights of a training checkpoint as ``builtin.safetensors`` + ``builtin.json`` in ``folder``."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net = EDMDenoiser(UNetConfig.from_dict(ck["config"]))
+    net.load_state_dict(ck["ema"])
+    return save_weights(net, folder, {"training": ck["summary"]})
+
+
+def train(
+    data: str | Path | list[np.ndarray],
+    out: str | Path,
+    *,
+    steps: int = 10000,
+    batch_size: int | None = None,
+    crop: int = 64,
+    lr: float = 5e-4,
+    seed: int = 0,
+    resume: bool = False,
+    device: str | None = None,
+    max_minutes: float | None = None,
+    config: UNetConfig | None = None,
+    manifest: str | Path | None = None,
+    ema_decay: float = 0.999,
+    warmup: int = 250,
+    precision: str = "auto",
+    log_every: int = 25,
+    checkpoint_minutes: float = 5.0,
+    progress: bool = True,
+) -> dict:
+    """Train an :class:`EDMDenoiser` on random patches of an image folder (or in-memory images).
+
+    Args:
+        data: folder of training images, or a list of RGB ``uint8`` arrays (H, W, 3).
+        out: output folder (log, checkpoint, exported weights).
+        steps: total optimiser steps; batch_size: images per step (default 16 on CPU, 256 on CUDA).
+        crop: patch side in pixels; lr: peak Adam learning rate; seed: seed of every random draw.
+        resume: continue from ``out/checkpoint.pt`` (architecture, seed, batch and crop come from it).
+        device: 'cpu', 'cuda', ... (default CUDA when available).
+        max_minutes: stop (after checkpointing) once this much wall time has passed in this call.
+        config: network architecture (default :class:`UNetConfig`).
+        manifest: ``MANIFEST.tsv`` to verify the data files against (sha256).
+        ema_decay: EMA decay per step (ramped up as min(decay, (1 + k) / (10 + k))).
+
+    Returns:
+        dict with ``step``, ``losses`` (per step, this call), ``weights`` (exported folder) and ``summary``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ck_path = out / CHECKPOINT
+    ck = None
+    if resume:
+        if not ck_path.is_file():
+            raise CheckpointError(f"--resume given but {ck_path} does not exist; drop --resume to start a new run")
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        config = UNetConfig.from_dict(ck["config"])
+        seed, batch_size, crop = ck["seed"], ck["batch_size"], ck["crop"]
+    config = config or UNetConfig()
+    if batch_size is None:
+        batch_size = 256 if dev.type == "cuda" else 16
+    if steps < 1 or batch_size < 1 or crop < 8 or lr <= 0:
+        raise ConfigError(f"need steps >= 1, batch_size >= 1, crop >= 8, lr > 0; got {steps}, {batch_size}, {crop}, {lr}")
+
+    images = data if isinstance(data, list) else load_folder(data, manifest)
+    patches = RandomPatches(images, crop, seed=seed)
+    torch.manual_seed(seed)
+    net = EDMDenoiser(config).to(dev).train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    autocast, precision = autocast_for(dev, precision)
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+    step, elapsed = 0, 0.0
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        torch.set_rng_state(ck["torch_rng"])
+        step, elapsed = ck["step"], ck["elapsed_s"]
+
+    def summary() -> dict:
+        return {
+            "data": str(data) if not isinstance(data, list) else f"{len(images)} in-memory images",
+            "images": len(images), "steps": step, "batch_size": batch_size, "crop": crop, "lr": lr, "warmup": warmup,
+            "seed": seed, "ema_decay": ema_decay, "precision": precision, "device": str(dev),
+            "torch_threads": torch.get_num_threads(), "wall_time_s": round(elapsed, 1),
+            "p_mean": P_MEAN, "p_std": P_STD,
+        }
+
+    def checkpoint() -> None:
+        save_checkpoint(ck_path, {
+            "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "step": step, "elapsed_s": elapsed, "seed": seed, "batch_size": batch_size,
+            "crop": crop, "config": config.to_dict(), "summary": summary(),
+        })
+
+    losses: list[float] = []
+    t_start = t_last = time.monotonic()
+    last_ck = t_start
+    with open(out / "log.jsonl", "a") as log, tqdm(
+        total=steps, initial=step, desc="train-prior", dynamic_ncols=True, disable=not progress
+    ) as bar:
+        while step < steps:
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(step, steps, lr, warmup)
+            gen = step_generator(seed, step)
+            y = patches.batch(step, batch_size).to(dev) * 2 - 1
+            with autocast():
+                loss = edm_loss(net, y, gen)
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"loss is {loss.item()} at step {step}; lower --lr or resume from the checkpoint")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+            beta = min(ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pn in zip(ema.parameters(), net.parameters()):
+                    pe.lerp_(pn, 1 - beta)
+            step += 1
+            losses.append(loss.item())
+            now = time.monotonic()
+            elapsed += now - t_last
+            t_last = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if step % log_every == 0 or step == steps:
+                window = losses[-log_every:]
+                row = {"step": step, "loss": sum(window) / len(window), "lr": opt.param_groups[0]["lr"],
+                       "elapsed_s": round(elapsed, 1)}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            if now - last_ck > 60 * checkpoint_minutes:
+                checkpoint()
+                last_ck = now
+            if max_minutes is not None and now - t_start > 60 * max_minutes:
+                break
+    checkpoint()
+    weights = save_weights(ema, out / "weights", {"training": summary()})
+    return {"step": step, "losses": losses, "weights": weights, "summary": summary()}
+
+
+@click.command("train-prior")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), required=True, help="Folder of training images.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder (log, checkpoint, weights).")
+@click.option("--steps", type=int, default=10000, show_default=True, help="Total optimiser steps.")
+@click.option("--batch-size", type=int, default=None, help="Patches per step [default: 16 on CPU, 256 on CUDA].")
+@click.option("--crop", type=int, default=64, show_default=True, help="Patch side in pixels.")
+@click.option("--lr", type=float, default=5e-4, show_default=True, help="Peak Adam learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available].")
+@click.option("--max-minutes", type=float, default=None, help="Stop (and save) after this many minutes.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="MANIFEST.tsv to verify the images' sha256 against.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast precision (auto: bf16/fp16 on CUDA, bf16 on CPUs that support it).")
+def train_prior(data, out, steps, batch_size, crop, lr, seed, resume, device, max_minutes, manifest, precision):
+    """Train the built-in diffusion prior (EDM objective) on a folder of images."""
+    res = train(data, out, steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, resume=resume,
+                device=device, max_minutes=max_minutes, manifest=manifest, precision=precision)
+    click.echo(f"step {res['step']}: weights in {res['weights']}")
+
+
+if __name__ == "__main__":
+    train_prior()
