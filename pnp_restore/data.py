@@ -2,7 +2,7 @@
 
 Images are read with :func:`pnp_restore.io.read_image` (PNG, JPG, TIF, ... via
 OpenCV), optionally verified against a ``MANIFEST.tsv`` with
-:func:`pnp_restore.benchmarks.datasets.verify`, and kept in RAM as RGB ``uint8``
+:func:`verify`, and kept in RAM as RGB ``uint8``
 arrays (H, W, 3). :class:`RandomPatches` draws augmented crops (scale jitter,
 flips, 90-degree rotations) as float tensors (3, crop, crop) in [0, 1]; item ``i`` depends only on ``(seed, i)``, so a training run that asks
 for items ``step * batch ... step * batch + batch - 1`` is exactly resumable.
@@ -10,26 +10,61 @@ for items ``step * batch ... step * batch + batch - 1`` is exactly resumable.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .benchmarks.datasets import EXTENSIONS, verify
-from .errors import ConfigError
+from .errors import ConfigError, PnPRestoreError
 from .io import read_image
 
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
-def list_images(root: str | Path) -> list[Path]:
-    """All image files under ``root`` (recursive), sorted by path."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"image folder {root} does not exist; pass a folder of PNG/JPG/TIF images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+class DatasetError(PnPRestoreError, ValueError):
+    """A dataset folder is missing, empty, or fails its checksum manifest."""
+
+
+
+def list_images(folder: str | Path, limit: int | None = None, recursive: bool = False) -> list[Path]:
+    """Image files of ``folder`` (and its subfolders if ``recursive``), sorted by path; the first ``limit`` if given."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"image folder {folder} does not exist; pass a folder of PNG/JPG/TIF images")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.suffix.lower() in EXTENSIONS and p.is_file())
     if not files:
-        raise ConfigError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
-    return files
+        raise DatasetError(f"no images ({', '.join(EXTENSIONS)}) in {folder}")
+    return files[:limit] if limit else files
+
+
+def read_manifest(manifest: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` from a ``sha256<TAB>path`` file (a header line is skipped)."""
+    out = {}
+    for line in Path(manifest).read_text().splitlines():
+        parts = line.strip().split("\t")
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1]] = parts[0].lower()
+    return out
+
+
+def verify(files: list[Path], manifest: str | Path) -> None:
+    """Check each file's SHA-256 against ``manifest`` (paths relative to its folder); raise :class:`DatasetError`."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DatasetError(f"manifest {manifest} does not exist; pass the MANIFEST.tsv next to the data or omit it")
+    root, table = manifest.resolve().parent, read_manifest(manifest)
+    for f in files:
+        try:
+            rel = f.resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise DatasetError(f"{f} is not under {root}, the folder of manifest {manifest}") from None
+        if rel not in table:
+            raise DatasetError(f"{rel} is not listed in {manifest}; use the manifest that belongs to this data")
+        if hashlib.sha256(f.read_bytes()).hexdigest() != table[rel]:
+            raise DatasetError(f"{f} does not match its SHA-256 in {manifest}; the file is corrupt or modified, copy it again")
 
 
 def read_rgb_uint8(path: str | Path) -> np.ndarray:
@@ -49,7 +84,7 @@ def load_folder(root: str | Path, manifest: str | Path | None = None) -> list[np
     Raises:
         DatasetError: a file is not in the manifest or its sha256 differs.
     """
-    files = list_images(root)
+    files = list_images(root, recursive=True)
     if manifest is not None:
         verify(files, manifest)
     return [read_rgb_uint8(f) for f in files]

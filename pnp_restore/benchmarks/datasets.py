@@ -20,16 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, PnPRestoreError
+from ..data import EXTENSIONS, DatasetError, list_images, read_manifest, verify  # noqa: F401
+from ..errors import ConfigError
 
 Tensor = torch.Tensor
-
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
-
-class DatasetError(PnPRestoreError, ValueError):
-    """A dataset folder is missing, empty, or fails its checksum manifest."""
-
 
 @dataclass
 class BenchImage:
@@ -45,44 +39,6 @@ class BenchImage:
     def key(self) -> str:
         """``<dataset>/<name>``: seeds the degradation and identifies result rows."""
         return f"{self.dataset}/{self.name}"
-
-
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files of ``folder`` in sorted order (the first ``limit`` if given)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"dataset folder {folder} does not exist; pass --data DIR with a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
-    if not files:
-        raise DatasetError(f"no images ({', '.join(EXTENSIONS)}) in {folder}")
-    return files[:limit] if limit else files
-
-
-def read_manifest(manifest: str | Path) -> dict[str, str]:
-    """``{relative path: sha256}`` from a ``sha256<TAB>path`` file (a header line is skipped)."""
-    out = {}
-    for line in Path(manifest).read_text().splitlines():
-        parts = line.strip().split("\t")
-        if len(parts) == 2 and len(parts[0]) == 64:
-            out[parts[1]] = parts[0].lower()
-    return out
-
-
-def verify(files: list[Path], manifest: str | Path) -> None:
-    """Check each file's SHA-256 against ``manifest`` (paths relative to its folder); raise :class:`DatasetError`."""
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise DatasetError(f"manifest {manifest} does not exist; pass the MANIFEST.tsv next to the data or omit it")
-    root, table = manifest.resolve().parent, read_manifest(manifest)
-    for f in files:
-        try:
-            rel = f.resolve().relative_to(root).as_posix()
-        except ValueError:
-            raise DatasetError(f"{f} is not under {root}, the folder of manifest {manifest}") from None
-        if rel not in table:
-            raise DatasetError(f"{rel} is not listed in {manifest}; use the manifest that belongs to this data")
-        if hashlib.sha256(f.read_bytes()).hexdigest() != table[rel]:
-            raise DatasetError(f"{f} does not match its SHA-256 in {manifest}; the file is corrupt or modified, copy it again")
 
 
 def fit(x: Tensor, size: int, crop: str = "center") -> Tensor:
