@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-from pnp_restore.benchmarks.datasets import list_images, verify
+from pnp_restore.data import list_images, verify
 from pnp_restore.benchmarks.metrics import psnr
 from pnp_restore.data import read_rgb_uint8, to_tensor
 from pnp_restore.priors.builtin import load_builtin

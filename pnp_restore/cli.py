@@ -34,8 +34,6 @@ DEFAULT_SIGMA_Y = 0.01
 
 #: per-task default solver (see docs/cli.md).
 DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser"}
-#: command -> task whose published per-solver hyper-parameters apply (pnp_restore.solvers.task_defaults)
-PAPER_TASK = {"inpaint": "inpainting", "sr": "super_resolution", "deblur": "gaussian_deblur"}
 
 #: ``denoise --solver denoiser``: one call of the prior's MMSE denoiser (no sampling).
 DENOISER = "denoiser"
@@ -333,7 +331,7 @@ def _run(
         measure: the measurement is ``operator(image)`` (inpainting: zero the
             missing pixels) instead of the image itself.
         record: task settings for the sidecar JSON.
-        paper_task: task of the published hyper-parameters to use (default: ``PAPER_TASK[task]``).
+        paper_task: task whose published solver settings apply (:func:`pnp_restore.solvers.task_defaults`).
     """
     import torch
 
@@ -342,7 +340,6 @@ def _run(
 
     images = [Path(p) for p in images]
     opts = _parse_opts(common.opt)
-    paper_task = paper_task or PAPER_TASK.get(task)
     if common.solver != DENOISER:
         names = _solver_names()
         if common.solver not in names:
@@ -415,7 +412,7 @@ def _run(
                 _write_output(items[k], x[b : b + 1], loaded[items[k].image][1], frames[b], common, {
                     "command": shlex.join(["pnp-restore", *argv]),
                     "solver": common.solver, "prior": common.prior, "seed": common.seed + k,
-                    "steps": info.get("steps", common.steps), "sigma_y": s_y,
+                    "steps": info["steps"], "sigma_y": s_y,
                     "nfe": info.get("nfe"), "time_s": info.get("time_s"),
                     "task": task, "input": str(images[items[k].image]), "sample": items[k].sample,
                     "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
@@ -547,7 +544,7 @@ def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None
         return Inpainting(read_mask(mask_path, (h, w), invert=mask_invert, resize=resize_mask))
 
     _run(ctx, "inpaint", images, common, sigma_y, operator_for, measure=True,
-         record={"mask": str(mask_path), "mask_invert": mask_invert})
+         record={"mask": str(mask_path), "mask_invert": mask_invert}, paper_task="inpainting")
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -571,7 +568,8 @@ def sr(ctx: click.Context, images: tuple[Path, ...], scale: int, kind: str, sigm
 
         return SuperResolution(scale, kind=kind)
 
-    _run(ctx, "sr", images, common, sigma_y, operator_for, record={"scale": scale, "kind": kind})
+    _run(ctx, "sr", images, common, sigma_y, operator_for, record={"scale": scale, "kind": kind},
+         paper_task="super_resolution")
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})

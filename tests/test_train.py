@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pnp_restore.benchmarks.datasets import DatasetError
+from pnp_restore.data import DatasetError
 from pnp_restore.data import RandomPatches, load_folder
 from pnp_restore.errors import CheckpointError, ConfigError
 from pnp_restore.priors.builtin import EDMDenoiser, UNetConfig, load_builtin

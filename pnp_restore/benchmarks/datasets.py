@@ -13,14 +13,13 @@ file. Nothing here depends on that location.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..data import EXTENSIONS, DatasetError, list_images, read_manifest, verify  # noqa: F401
+from ..data import DatasetError, list_images, verify  # noqa: F401
 from ..errors import ConfigError
 
 Tensor = torch.Tensor
@@ -82,4 +81,4 @@ def load(
     return out
 
 
-__all__ = ["BenchImage", "DatasetError", "list_images", "verify", "fit", "load", "read_manifest"]
+__all__ = ["BenchImage", "DatasetError", "list_images", "verify", "fit", "load"]

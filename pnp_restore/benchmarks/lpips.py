@@ -25,7 +25,6 @@ summed. Output: one distance per sample, shape (B,).
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -50,8 +49,9 @@ _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 def home() -> Path:
     """Cache folder of converted weights: ``$PNP_RESTORE_HOME/lpips`` or ``~/.cache/pnp-restore/lpips``."""
-    root = os.environ.get("PNP_RESTORE_HOME")
-    return (Path(root) if root else Path.home() / ".cache" / "pnp-restore") / "lpips"
+    from ..priors.registry import weights_dir
+
+    return weights_dir() / "lpips"
 
 
 def weights_path(net: str = "alex") -> Path:

@@ -48,10 +48,14 @@ KEY_FIELDS = ("dataset", "image", "task", "solver", "prior", "seed")
 ALL_METRICS = ("psnr", "ssim", "lpips_alex", "lpips_vgg")
 
 
+def work_key(dataset, image, task, solver, prior, seed, steps, size, options) -> tuple:
+    """Identity of a unit of work: what a resumed run compares against :func:`row_key`."""
+    return (dataset, image, task, solver, prior, seed, steps, size, json.dumps(options or {}, sort_keys=True))
+
+
 def row_key(row: dict) -> tuple:
     """Identity of a row: (dataset, image, task, solver, prior, seed, steps, image size, solver options)."""
-    extra = (row.get("steps"), row["protocol"]["size"], json.dumps(row.get("options") or {}, sort_keys=True))
-    return tuple(row[k] for k in KEY_FIELDS) + extra
+    return work_key(*(row[k] for k in KEY_FIELDS), row.get("steps"), row["protocol"]["size"], row.get("options"))
 
 
 # -- results file ----------------------------------------------------------------
@@ -93,9 +97,6 @@ def append_row(f, row: dict) -> None:
 def _registry_solver(name: str) -> SolverFn:
     """A registry solver as ``fn(y, op, prior, **kw) -> (x, {"nfe": ...})`` through :func:`pnp_restore.restore`."""
     from ..restore import restore
-    from ..solvers import get
-
-    get(name)  # raises ConfigError for unknown names
 
     def call(y, operator, prior, **kw):
         x, info = restore(y, operator, prior, solver=name, return_info=True, **kw)
@@ -150,14 +151,16 @@ def _load_prior(spec, device) -> tuple[str, object]:
 
 
 # -- the run ---------------------------------------------------------------------------
-def _dist() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``rank`` and ``world_size``, each defaulting to torchrun's RANK / WORLD_SIZE (else 0 / 1)."""
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    return rank, world_size
 
 
 def shard_path(out: str | Path, rank: int | None = None, world_size: int | None = None) -> Path:
     """The results file of a rank: ``out`` itself, or ``<stem>.rank<r><suffix>`` when sharded."""
-    env_rank, env_world = _dist()
-    rank, world_size = env_rank if rank is None else rank, env_world if world_size is None else world_size
+    rank, world_size = _rank_world(rank, world_size)
     out = Path(out)
     return out.with_name(f"{out.stem}.rank{rank}{out.suffix}") if world_size > 1 else out
 
@@ -240,8 +243,7 @@ def run(
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     batch_size = batch_size or (8 if device.type == "cuda" else 1)
-    env_rank, env_world = _dist()
-    rank, world_size = env_rank if rank is None else rank, env_world if world_size is None else world_size
+    rank, world_size = _rank_world(rank, world_size)
     out = shard_path(out, rank, world_size)
     protos = [
         t if isinstance(t, _protocols.Protocol) else p
@@ -282,8 +284,10 @@ def run(
     with open(out, "a") as f, tqdm(total=total, disable=not progress, desc="bench", unit="img") as bar:
         for seed, name, fn, prior_name, prior, proto, chunk in units:
             n_steps, options = _steps(steps, name), (solver_options or {}).get(name, {})
-            extra = (n_steps, proto.size, json.dumps(options, sort_keys=True))
-            todo = [im for im in chunk if (im.dataset, im.name, proto.id, name, prior_name, seed, *extra) not in done]
+            todo = [
+                im for im in chunk
+                if work_key(im.dataset, im.name, proto.id, name, prior_name, seed, n_steps, proto.size, options) not in done
+            ]  # fmt: skip
             bar.update(len(chunk) - len(todo))
             for batch in _chunks(todo, batch_size):
                 rows = _run_batch(
