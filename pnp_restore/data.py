@@ -50,6 +50,15 @@ def read_manifest(manifest: str | Path) -> dict[str, str]:
     return out
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def verify(files: list[Path], manifest: str | Path) -> None:
     """Check each file's SHA-256 against ``manifest`` (paths relative to its folder); raise :class:`DatasetError`."""
     manifest = Path(manifest)
@@ -63,7 +72,7 @@ def verify(files: list[Path], manifest: str | Path) -> None:
             raise DatasetError(f"{f} is not under {root}, the folder of manifest {manifest}") from None
         if rel not in table:
             raise DatasetError(f"{rel} is not listed in {manifest}; use the manifest that belongs to this data")
-        if hashlib.sha256(f.read_bytes()).hexdigest() != table[rel]:
+        if file_sha256(f) != table[rel]:
             raise DatasetError(f"{f} does not match its SHA-256 in {manifest}; the file is corrupt or modified, copy it again")
 
 

@@ -91,14 +91,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def export_checkpoint(checkpoint: str | Path, folder: str | Path) -> Path:
-    """Write the EMA weights of a training checkpoint as ``builtin.safetensors`` + ``builtin.json`` in ``folder``."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net = EDMDenoiser(UNetConfig.from_dict(ck["config"]))
-    net.load_state_dict(ck["ema"])
-    return save_weights(net, folder, {"training": ck["summary"]})
-
-
 def train(
     data: str | Path | list[np.ndarray],
     out: str | Path,
@@ -200,8 +192,9 @@ def train(
             y = patches.batch(step, batch_size).to(dev) * 2 - 1
             with autocast():
                 loss = edm_loss(net, y, gen)
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"loss is {loss.item()} at step {step}; lower --lr or resume from the checkpoint")
+            value = loss.item()  # the one host sync of the step
+            if not math.isfinite(value):
+                raise DivergenceError(f"loss is {value} at step {step}; lower --lr or resume from the checkpoint")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -213,7 +206,7 @@ def train(
                 for pe, pn in zip(ema.parameters(), net.parameters()):
                     pe.lerp_(pn, 1 - beta)
             step += 1
-            losses.append(loss.item())
+            losses.append(value)
             now = time.monotonic()
             elapsed += now - t_last
             t_last = now

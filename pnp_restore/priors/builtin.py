@@ -26,7 +26,6 @@ Weights
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -36,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import file_sha256
 from ..errors import CheckpointError, ConfigError
-from .base import Prior, sigma_tensor
+from .edm import EDMPrior
+from .load import load_module, read_state_dict
 
 Tensor = torch.Tensor
 
@@ -190,38 +191,28 @@ class EDMDenoiser(nn.Module):
         return c_skip * x + c_out * f
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class BuiltinPrior(Prior):
+class BuiltinPrior(EDMPrior):
     """The built-in prior on the [0, 1] scale: ``denoise(x, sigma)`` = (D(2x - 1; 2 sigma) + 1) / 2.
+
+    An :class:`~pnp_restore.priors.edm.EDMPrior` around an :class:`EDMDenoiser` (any image
+    size, ``multiple = 1``), with save/load of the shipped format.
 
     Args:
         net: an :class:`EDMDenoiser` (trained weights, usually from :func:`load_builtin`).
         info: the JSON metadata it was loaded with (training summary, sha256), kept for reference.
     """
 
-    channels = 3
-    multiple = 1
-
     def __init__(self, net: EDMDenoiser, info: dict | None = None) -> None:
-        super().__init__()
-        self.net = net.eval().requires_grad_(False)
+        cfg = net.cfg
+        super().__init__(
+            net.eval().requires_grad_(False),
+            sigma_data=cfg.sigma_data,
+            data_range=(-1.0, 1.0),
+            sigma_min=cfg.sigma_min,
+            sigma_max=cfg.sigma_max,
+            channels=cfg.in_channels,
+        )
         self.info = info or {}
-        # [0, 1]-scale range: sigma = sigma_net / 2.
-        self.sigma_min = net.cfg.sigma_min / 2
-        self.sigma_max = net.cfg.sigma_max / 2
-
-    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """E[x0 | x]; x: (B, 3, H, W) on the [0, 1] scale (any size), sigma: float or (B,) in [0, 1] units."""
-        self.check_input(x)
-        s = sigma_tensor(sigma, x)
-        return (self.net(2 * x - 1, 2 * s) + 1) / 2
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``builtin.safetensors`` + ``builtin.json`` (with the file's sha256) into ``folder``."""
@@ -280,20 +271,9 @@ def load_builtin(path: str | Path | None = None, device=None, dtype=None) -> Bui
             f"{weights} has sha256 {digest[:12]}..., expected {meta['sha256'][:12]}... from {cfg_path.name}; "
             "the file is corrupt or was replaced: reinstall pnp-restore"
         )
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read {weights}: {exc}; reinstall pnp-restore") from None
-    net = EDMDenoiser(UNetConfig.from_dict(meta.get("config", {})))
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights} does not fit the architecture in {cfg_path.name} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); re-export it with save_pretrained"
-        )
+    cfg = UNetConfig.from_dict(meta.get("config", {}))
+    net = load_module(lambda: EDMDenoiser(cfg), read_state_dict(weights), f"{weights} (architecture of {cfg_path.name})",
+                      hint="re-export it with save_pretrained")
     if dtype is not None and not dtype.is_floating_point:
         raise ConfigError(f"dtype must be a floating type; got {dtype}")
     return BuiltinPrior(net, meta).to(device=device, dtype=dtype)

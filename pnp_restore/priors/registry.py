@@ -74,7 +74,9 @@ def location(name: str) -> Path | None:
     if entry["format"] == "diffusers":
         return hub_folder(entry["hub_id"])
     if entry["format"] == "builtin":
-        path = Path(__file__).with_name("weights") / "builtin.safetensors"
+        from .builtin import WEIGHTS_DIR, WEIGHTS_NAME
+
+        path = WEIGHTS_DIR / WEIGHTS_NAME
         return path if path.is_file() else None
     path = weights_dir() / entry["filename"]
     return path if path.is_file() else None
