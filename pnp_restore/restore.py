@@ -10,7 +10,8 @@ import time
 import torch
 
 from . import solvers
-from .errors import ConfigError, OperatorError, ShapeError
+from .errors import ConfigError, ShapeError
+from .solvers.common import require_svd
 
 Tensor = torch.Tensor
 
@@ -83,9 +84,8 @@ def restore(
     """
     spec = solvers.spec(solver)
     published = solvers.task_defaults(solver, task)
-    if steps is None:
-        steps = published.pop("steps", None)
-    published.pop("steps", None)
+    task_steps = published.pop("steps", None)
+    steps = task_steps if steps is None else steps
     solver_options_ = {**published, **solver_options_}
     valid = solver_options(solver)
     unknown = sorted(set(solver_options_) - set(valid))
@@ -100,13 +100,8 @@ def restore(
         raise ConfigError(f"sigma_y must be a finite number >= 0 on the [0, 1] scale; got {sigma_y}")
     if steps is not None and (not isinstance(steps, numbers.Integral) or steps < 1):
         raise ConfigError(f"steps must be a positive integer; got {steps}")
-    if spec.needs_svd(sigma_y) and not getattr(operator, "has_svd", False):
-        what = "with sigma_y > 0 " if spec.svd == "noisy" else ""
-        no_svd = [n for n, s in solvers.SPECS.items() if not s.needs_svd(sigma_y)]
-        raise OperatorError(
-            f"{solver} {what}needs an operator with an SVD and {type(operator).__name__} has none; "
-            f"use one of {', '.join(no_svd)}, or wrap a small operator in DenseSVDOperator"
-        )
+    if spec.needs_svd(sigma_y):
+        require_svd(operator, solver, sigma_y)
     x_shape = tuple(operator.x_shape(tuple(y.shape)))
     y_shape = tuple(operator.forward(torch.zeros(x_shape, device=y.device, dtype=y.dtype)).shape)
     if y_shape != tuple(y.shape):

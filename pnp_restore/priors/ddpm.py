@@ -96,8 +96,9 @@ class DDPMPrior(Prior):
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """E[x0 | x] on [0, 1]; x: (B, C, H, W), sigma: float or (B,) on the [0, 1] scale."""
         self.check_input(x)
-        s_net = 2 * sigma_tensor(sigma, x).view(-1, 1, 1, 1)
-        t = self.schedule.t_from_sigma(s_net.flatten() / 2, self.quantize)
+        s = sigma_tensor(sigma, x)
+        t = self.schedule.t_from_sigma(s, self.quantize)
+        s_net = 2 * s.view(-1, 1, 1, 1)
         sqrt_ab = (1 + s_net**2).rsqrt()
         sqrt_1m_ab = s_net * sqrt_ab
         x_t = sqrt_ab * (2 * x - 1)

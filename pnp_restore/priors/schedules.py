@@ -77,6 +77,7 @@ class DiscreteVPSchedule:
         self.alphas_cumprod = torch.cumprod(1 - b, 0)
         self.sigmas = sigma_from_alpha_bar(self.alphas_cumprod)
         self.log_sigmas = self.sigmas.log()
+        self._tables: dict = {}  # (device, dtype) -> log_sigmas there
         if not bool((self.log_sigmas.diff() > 0).all()):
             raise ConfigError("the schedule's noise levels must increase strictly with t")
 
@@ -103,7 +104,10 @@ class DiscreteVPSchedule:
         Sigmas outside [sigma_min, sigma_max] are clamped to t = 0 or T - 1.
         """
         dtype = torch.float32 if sigma.device.type == "mps" else torch.float64
-        table = self.log_sigmas.to(sigma.device, dtype)
+        key = (sigma.device, dtype)
+        if key not in self._tables:  # called on every denoise: copy the table to the device once
+            self._tables[key] = self.log_sigmas.to(sigma.device, dtype)
+        table = self._tables[key]
         ls = sigma.to(dtype).clamp_min(torch.finfo(dtype).tiny).log().clamp(table[0], table[-1])
         if quantize:
             return (ls[..., None] - table).abs().argmin(-1).to(dtype)

@@ -21,14 +21,10 @@ import torch
 from .._rng import SampleRNG
 from ..errors import ConfigError, DivergenceError, OperatorError, ShapeError
 from ..operators.base import LinearOperator
+from ..priors.base import vp_alpha_bar as alpha_bar  # VP alpha_bar of a [0, 1]-scale sigma (floats too)
 
 Tensor = torch.Tensor
 Callback = Callable[[dict], None]
-
-
-def alpha_bar(sigma: float) -> float:
-    """VP alpha_bar of a [0, 1]-scale noise level (1.0 at sigma = 0)."""
-    return 1.0 / (1.0 + (2.0 * sigma) ** 2)
 
 
 def schedule(prior, steps: int, sigmas=None) -> list[float]:
@@ -109,13 +105,21 @@ def initial_vp(rng: SampleRNG, shape: tuple[int, ...], sigma: float, like: Tenso
     return math.sqrt(ab) * to_pm1(x_init) + math.sqrt(1 - ab) * noise
 
 
-def require_svd(operator: LinearOperator, solver: str) -> None:
-    """Raise :class:`OperatorError` unless ``operator`` has the SVD hooks."""
-    if not getattr(operator, "has_svd", False):
-        raise OperatorError(
-            f"{solver} needs an operator with an SVD and {type(operator).__name__} has none; "
-            "use dps, diffpir or pnp_admm, or wrap a small operator in DenseSVDOperator"
-        )
+def require_svd(operator: LinearOperator, solver: str, sigma_y: float = 0.0) -> None:
+    """Raise :class:`OperatorError` unless ``operator`` has the SVD hooks.
+
+    The message names the registry's solvers that work without an SVD at this ``sigma_y``.
+    """
+    if getattr(operator, "has_svd", False):
+        return
+    from . import SPECS  # the registry imports this module
+
+    what = "with sigma_y > 0 " if SPECS[solver].svd == "noisy" else ""
+    no_svd = [n for n, s in SPECS.items() if not s.needs_svd(sigma_y)]
+    raise OperatorError(
+        f"{solver} {what}needs an operator with an SVD and {type(operator).__name__} has none; "
+        f"use one of {', '.join(no_svd)}, or wrap a small operator in DenseSVDOperator"
+    )
 
 
 def check_measurement(y: Tensor, operator: LinearOperator) -> tuple[int, ...]:

@@ -46,6 +46,7 @@ import math
 import torch
 
 from .._rng import SampleRNG
+from ..operators.base import _safe_inverse
 from ..errors import ConfigError
 from .common import (
     Callback,
@@ -122,7 +123,7 @@ def ddnm(
     """
     plus = float(sigma_y) > 0
     if plus:
-        require_svd(operator, "ddnm with sigma_y > 0 (DDNM+)")
+        require_svd(operator, "ddnm", sigma_y)
     x_shape = check_measurement(y, operator)
     y_pm = measurement_to_pm1(y, operator, x_shape)
     sig = schedule(prior, steps, sigmas)
@@ -134,7 +135,7 @@ def ddnm(
     sy = 2.0 * float(sigma_y)
     if plus:
         s = operator.singular_values(torch.zeros(x_shape, device=y.device, dtype=y.dtype))
-        inv_s = torch.where(s > 0, 1.0 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+        inv_s = _safe_inverse(s)
 
     x = initial_vp(rng, x_shape, sig[0], y, x_init)
     k, x0 = 0, None
@@ -145,10 +146,10 @@ def ddnm(
             x = a * x0 + sn * rng.randn_like(x)
         else:
             x0, eps = den(x, sig[k])
-            correction = operator.pinv(operator.forward(x0) - y_pm)
+            residual = operator.forward(x0) - y_pm
             z = rng.randn_like(x)
             if not plus:
-                x = a * (x0 - correction) + sn * (eta * z + math.sqrt(1 - eta**2) * eps)
+                x = a * (x0 - operator.pinv(residual)) + sn * (eta * z + math.sqrt(1 - eta**2) * eps)
             else:
                 c = a * sy * inv_s  # noise level of the measured coefficients at the next step
                 quiet = (s > 0) & (sn < c)  # next iterate less noisy than y there
@@ -156,7 +157,8 @@ def ddnm(
                 lam = torch.where(quiet, s * sn * math.sqrt(1 - eta**2) / (a * sy), torch.ones_like(s))
                 d1 = torch.where(loud, (sn**2 - c**2).clamp_min(0).sqrt(), torch.full_like(s, sn * eta))
                 d2 = torch.where(quiet | loud, torch.zeros_like(s), torch.full_like(s, sn * math.sqrt(1 - eta**2)))
-                x0_hat = x0 - operator.V(lam * operator.V_adjoint(correction))
+                # V^T pinv(r) = inv_s U^T r: stay in coefficient space (no V / V^T round trip).
+                x0_hat = x0 - operator.V(lam * inv_s * operator.U_adjoint(residual))
                 x = a * x0_hat + operator.V(d1 * operator.V_adjoint(z) + d2 * operator.V_adjoint(eps))
         log(step, sig[k], from_pm1(x / a), from_pm1(x0))
         k = k_next

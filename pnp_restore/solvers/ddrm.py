@@ -96,7 +96,7 @@ def ddrm(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    require_svd(operator, "ddrm")
+    require_svd(operator, "ddrm", sigma_y)
     x_shape = check_measurement(y, operator)
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1
