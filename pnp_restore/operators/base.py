@@ -29,7 +29,7 @@ So ``forward(x) == U(s * V_adjoint(x))``. Random coefficients must be drawn as
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -74,7 +74,8 @@ def conjugate_gradient(
     r = b - apply(x) if x0 is not None else b.clone()
     z = r if precond is None else precond(r)
     p = z.clone()
-    rs, rz = _dot(r, r), _dot(r, z)
+    rs = _dot(r, r)
+    rz = rs if precond is None else _dot(r, z)
     limit = tol**2 * _dot(b, b).clamp_min(torch.finfo(b.dtype).tiny)
     one = torch.ones_like(rz)
     for _ in range(max_iter):
@@ -88,12 +89,36 @@ def conjugate_gradient(
         x = x + alpha * p
         r = r - alpha * ap
         z = r if precond is None else precond(r)
-        rz_new = _dot(r, z)
+        rs_new = _dot(r, r)
+        rz_new = rs_new if precond is None else _dot(r, z)
         beta = torch.where(active, rz_new / rz.where(active, one), 0)
         # A frozen sample keeps x and r: its p is reset but never used (alpha = 0).
         p = z + beta * p
-        rs, rz = torch.where(active, _dot(r, r), rs), torch.where(active, rz_new, rz)
+        rs, rz = torch.where(active, rs_new, rs), torch.where(active, rz_new, rz)
     return x
+
+
+class Factors(NamedTuple):
+    """A matrix ``A`` (m, n) and its full SVD; ``s`` zero-padded to length n."""
+
+    A: Tensor
+    U: Tensor
+    s: Tensor
+    V: Tensor
+
+
+def svd_factors(matrix: Tensor) -> Factors:
+    """Full SVD of a 1-D matrix (m, n), computed in float64.
+
+    Singular values below ``max(m, n) * eps(float64) * s_max`` are set to 0
+    (the numerical rank, as in :func:`numpy.linalg.pinv`).
+    """
+    a = matrix.detach().to(torch.float64)
+    u, s, vh = torch.linalg.svd(a, full_matrices=True)
+    s = torch.where(s > max(a.shape) * torch.finfo(a.dtype).eps * s.max(), s, torch.zeros_like(s))
+    padded = torch.zeros(a.shape[1], dtype=a.dtype)
+    padded[: s.numel()] = s
+    return Factors(a, u, padded, vh.T)
 
 
 class LinearOperator:
@@ -310,14 +335,9 @@ class DenseSVDOperator(LinearOperator):
         cols = self.op.forward(eye)
         self.y_shape = tuple(cols.shape[1:])
         matrix = cols.reshape(n, -1).T  # (m, n)
-        u, s, vh = torch.linalg.svd(matrix, full_matrices=True)
-        # Singular values at round-off level are zeros of the exact operator
-        # (numpy.linalg.pinv's rcond rule); keeping them would blow up pinv.
-        s = torch.where(s > max(matrix.shape) * torch.finfo(s.dtype).eps * s.max(), s, torch.zeros_like(s))
-        self.matrix, self._u, self._vh = matrix, u, vh
-        self._s = torch.zeros(n, dtype=torch.float64)
-        k = min(len(s), n)
-        self._s[:k] = s[:k]
+        # Round-off singular values count as zeros (numerical rank), else pinv blows up.
+        f = svd_factors(matrix)
+        self.matrix, self._u, self._vh, self._s = matrix, f.U, f.V.T, f.s
         self._m = matrix.shape[0]
 
     def _t(self, t: Tensor, like: Tensor) -> Tensor:

@@ -36,10 +36,6 @@ class Inpainting(LinearOperator):
             raise ConfigError("mask values must be finite and >= 0 (1 = observed, 0 = missing)")
         self.mask = m
 
-    def check_input(self, x: Tensor) -> None:
-        super().check_input(x)
-        self._check(x)
-
     def _check(self, x: Tensor) -> None:
         mb, mc, mh, mw = self.mask.shape
         b, c, h, w = x.shape

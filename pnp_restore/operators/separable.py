@@ -13,35 +13,11 @@ without its permutation: our coefficients keep the image layout.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 import torch
 
 from ..errors import ShapeError
-from .base import LinearOperator, Tensor, _safe_inverse
-
-
-class Factors(NamedTuple):
-    """A 1-D matrix ``A`` (m, n) and its full SVD; ``s`` zero-padded to length n."""
-
-    A: Tensor
-    U: Tensor
-    s: Tensor
-    V: Tensor
-
-
-def svd_factors(matrix: Tensor) -> Factors:
-    """Full SVD of a 1-D matrix (m, n), computed in float64.
-
-    Singular values below ``max(m, n) * eps(float64) * s_max`` are set to 0
-    (the numerical rank, as in :func:`numpy.linalg.pinv`).
-    """
-    a = matrix.detach().to(torch.float64)
-    u, s, vh = torch.linalg.svd(a, full_matrices=True)
-    s = torch.where(s > max(a.shape) * torch.finfo(a.dtype).eps * s.max(), s, torch.zeros_like(s))
-    padded = torch.zeros(a.shape[1], dtype=a.dtype)
-    padded[: s.numel()] = s
-    return Factors(a, u, padded, vh.T)
+from .base import Factors, LinearOperator, Tensor, _safe_inverse, svd_factors  # noqa: F401
 
 
 def _pinv_1d(f: Factors) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ConfigError, ShapeError
 from .base import LinearOperator, Tensor, _per_sample
-from .blur import _check_kernel_batch, as_kernel, kernel_repr, otf
+from .blur import Blur, _check_kernel_batch, kernel_repr
 from .separable import SeparableOperator
 
 
@@ -72,11 +72,9 @@ class SuperResolution(SeparableOperator):
 
     def __init__(self, scale: int, kind: str = "bicubic") -> None:
         super().__init__()
-        if isinstance(scale, bool) or not float(scale).is_integer() or int(scale) < 1:
-            raise ConfigError(f"scale must be an integer >= 1; got {scale!r}")
         if kind not in _MATRICES:
             raise ConfigError(f"unknown super-resolution kind {kind!r}; choose one of {sorted(_MATRICES)}")
-        self.scale, self.kind = int(scale), kind
+        self.scale, self.kind = _check_scale(scale), kind
 
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)
@@ -92,6 +90,12 @@ class SuperResolution(SeparableOperator):
 
     def __repr__(self) -> str:
         return f"SuperResolution(scale={self.scale}, kind={self.kind!r})"
+
+
+def _check_scale(scale) -> int:
+    if isinstance(scale, bool) or not float(scale).is_integer() or int(scale) < 1:
+        raise ConfigError(f"scale must be an integer >= 1; got {scale!r}")
+    return int(scale)
 
 
 def _check_divisible(hw, scale: int, name: str) -> None:
@@ -122,19 +126,14 @@ class BlurDownsample(LinearOperator):
 
     def __init__(self, kernel: Tensor, scale: int) -> None:
         super().__init__()
-        if isinstance(scale, bool) or not float(scale).is_integer() or int(scale) < 1:
-            raise ConfigError(f"scale must be an integer >= 1; got {scale!r}")
-        self.kernel = as_kernel(kernel)
-        self.scale = int(scale)
-        self._otf: dict = {}
+        self.scale = _check_scale(scale)
+        self._blur = Blur(kernel, padding="circular")
+        self.kernel = self._blur.kernel
 
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)
         _check_divisible(x.shape[-2:], self.scale, type(self).__name__)
         _check_kernel_batch(self.kernel, x, type(self).__name__)
-
-    def _fk(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
-        return otf(self.kernel, hw, x, self._otf)
 
     def x_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*y_shape[:-2], y_shape[-2] * self.scale, y_shape[-1] * self.scale)
@@ -146,14 +145,10 @@ class BlurDownsample(LinearOperator):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        fk = self._fk(x, x.shape[-2:])
-        blurred = torch.fft.ifft2(fk * torch.fft.fft2(x)).real
-        return blurred[..., :: self.scale, :: self.scale]
+        return self._blur.forward(x)[..., :: self.scale, :: self.scale]
 
     def adjoint(self, y: Tensor) -> Tensor:
-        up = self._upsample(y)
-        fk = self._fk(up, up.shape[-2:])
-        return torch.fft.ifft2(fk.conj() * torch.fft.fft2(up)).real
+        return self._blur.adjoint(self._upsample(y))
 
     def prox(self, z: Tensor, y: Tensor, rho: float | Tensor, sigma_y: float | Tensor) -> Tensor:
         """Closed-form ``(A^T A + lam I)^{-1} (A^T y + lam z)``, ``lam = rho sigma_y^2`` (Zhao et al., 2016).
@@ -166,7 +161,7 @@ class BlurDownsample(LinearOperator):
         if not bool((lam > 0).all()):
             return super().prox(z, y, rho, sigma_y)
         s = self.scale
-        fk = self._fk(z, z.shape[-2:])
+        fk = self._blur._fk(z)
         fr = fk.conj() * torch.fft.fft2(self._upsample(y)) + lam * torch.fft.fft2(z)
         fbr = _blocks_mean(fk * fr, s)
         inv_w = _blocks_mean(fk.abs() ** 2, s)
