@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import importlib.util
 import json
 import math
 import os
@@ -46,7 +45,8 @@ MAX_FRAMES = 40
 
 
 class _Group(click.Group):
-    """Remembers the raw arguments (for the sidecar) and registers lazy commands."""
+    """Remembers the raw arguments (for the sidecar), registers lazy commands and is
+    the one error boundary of every command (see :meth:`invoke`)."""
 
     #: name -> (module, attribute, short help shown without importing the module)
     lazy = {
@@ -57,6 +57,25 @@ class _Group(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["pnp_restore.argv"] = list(args)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; any error becomes ``Error: <one line>`` and exit status 1 (130 for Ctrl-C).
+
+        Covers the lazy commands too, so they only raise project errors. With
+        ``--debug`` (of the group or of a command) the exception propagates.
+        """
+        with _warnings_to_stderr():
+            try:
+                return super().invoke(ctx)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except BaseException as err:
+                if ctx.meta.get(_DEBUG_KEY) or not isinstance(err, (Exception, KeyboardInterrupt)):
+                    raise
+                exc = click.ClickException(_describe(err))
+                if isinstance(err, KeyboardInterrupt):
+                    exc.exit_code = 130
+                raise exc from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *self.lazy]
@@ -82,6 +101,19 @@ class _Group(click.Group):
             formatter.write_dl(rows)
 
 
+_DEBUG_KEY = "pnp_restore.debug"
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_DEBUG_KEY] = True
+
+
+#: ``--debug``, for the group and each command: keep the traceback (see :meth:`_Group.invoke`).
+_debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                             help="Show the Python traceback on errors.")
+
+
 def _unavailable(name: str, err: Exception) -> click.Command:
     def fail(args: tuple[str, ...]) -> None:
         raise click.ClickException(f"`pnp-restore {name}` is unavailable in this installation ({err}); reinstall pnp-restore")
@@ -97,6 +129,7 @@ def _unavailable(name: str, err: Exception) -> click.Command:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="pnp-restore", prog_name="pnp-restore")
+@_debug_option
 def main() -> None:
     """pnp-restore: training-free image restoration with diffusion priors.
 
@@ -107,6 +140,15 @@ def main() -> None:
 
 
 # --------------------------------------------------------------------------- options
+
+
+#: upper limits of the numeric options (a typo such as --steps 1e12 is refused at once).
+MAX_STEPS = 100_000
+MAX_SEED = 2**63 - 1
+MAX_SAMPLES = 1000
+MAX_BATCH = 1024
+MAX_TILE = 16384
+MAX_SCALE = 16
 
 
 @dataclasses.dataclass
@@ -120,7 +162,7 @@ class Common:
     seed: int
     device: str
     dtype: str
-    output: Path | None
+    output: str | None
     overwrite: bool
     samples: int
     save_steps: bool
@@ -132,48 +174,39 @@ class Common:
 
 
 def _common_options(task: str) -> Callable:
-    """Add the shared options to a command and turn errors into one line (unless --debug)."""
+    """Add the shared options to a command (as one :class:`Common` argument)."""
     options = [
         click.option("--solver", default=DEFAULT_SOLVER[task], show_default=True,
                      help="Solver: ddrm, ddnm, dps, diffpir, pnp_admm, ..." + (" or 'denoiser' (one MMSE denoiser call)." if task == "denoise" else ".")),
         click.option("--prior", default="builtin", show_default=True,
                      help="Prior: a name from `pnp-restore priors`, a Hugging Face hub id, a folder or a checkpoint file."),
-        click.option("--arch", default=None, help="Architecture of a bare .pt checkpoint (see `pnp-restore priors`)."),
-        click.option("--steps", type=click.IntRange(min=1), default=None, help="Solver steps  [default: the solver's published value]."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Base seed; output k (in processing order) uses SEED + k."),
+        click.option("--arch", default=None, help="Architecture of a checkpoint file or preset (see `pnp-restore priors`); not for the built-in prior."),
+        click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None, help="Solver steps  [default: the solver's published value]."),
+        click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Base seed; output k (in processing order) uses SEED + k."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
                      help="auto = cuda, else mps, else cpu."),
         click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
                      help="Precision of the prior network (float16/bfloat16: GPU only); the solver runs in float32."),
-        click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-                     help="Output file, or folder for several inputs  [default: IMAGE_restored.png beside IMAGE]."),
-        click.option("--overwrite", is_flag=True, help="Replace existing output files."),
-        click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("-o", "--output", default=None,
+                     help="Output file, or folder (ends in /, exists, or several inputs)  [default: IMAGE_restored.png beside IMAGE]. Never an input."),
+        click.option("--overwrite", is_flag=True, help="Replace existing output files (never the inputs)."),
+        click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=1, show_default=True,
                      help="Posterior samples per image, written as OUT_0.png, OUT_1.png, ..."),
-        click.option("--save-steps", is_flag=True, help="Also save the intermediate x0 estimates (OUT_steps.gif, or a PNG strip without Pillow)."),
-        click.option("--tile", type=click.IntRange(min=0), default=None, help="Run the prior on overlapping tiles of this many pixels (large images, little memory; 0 = off)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+        click.option("--save-steps", is_flag=True, help="Also save the intermediate x0 estimates (OUT_steps.gif)."),
+        click.option("--tile", type=click.IntRange(0, MAX_TILE), default=None, help="Run the prior on overlapping tiles of this many pixels (large images, little memory; 0 = off)."),
+        click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=4, show_default=True,
                      help="Images (x samples) restored together; equal sizes only."),
         click.option("--sidecar/--no-sidecar", default=True, show_default=True, help="Write OUT.json with the settings, seed, NFE and time."),
         click.option("--opt", multiple=True, metavar="KEY=VALUE", help="Extra solver hyper-parameter, e.g. --opt eta=0.85 (repeatable)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages."),
-        click.option("--debug", is_flag=True, help="Show the Python traceback on errors."),
+        _debug_option,
     ]
 
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
-        def command(*, debug: bool, **kwargs: Any) -> None:
-            names = {fld.name for fld in dataclasses.fields(Common)}
-            common = Common(**{k: kwargs.pop(k) for k in names})
-            with _warnings_to_stderr():
-                if debug:
-                    return f(common=common, **kwargs)
-                try:
-                    return f(common=common, **kwargs)
-                except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
-                    raise
-                except Exception as err:  # noqa: BLE001 - every error becomes one line
-                    raise click.ClickException(_describe(err)) from None
+        def command(**kwargs: Any) -> None:
+            common = Common(**{fld.name: kwargs.pop(fld.name) for fld in dataclasses.fields(Common)})
+            return f(common=common, **kwargs)
 
         for option in reversed(options):
             command = option(command)
@@ -182,16 +215,27 @@ def _common_options(task: str) -> Callable:
     return decorate
 
 
-def _describe(err: Exception) -> str:
-    """One line for the user: the message of our errors, advice for out-of-memory."""
+_OOM_ADVICE = "out of memory; try --tile 256, a smaller --batch-size, or --dtype float16 on a GPU"
+
+
+def _describe(err: BaseException) -> str:
+    """One line for the user: the message of our errors, advice for out-of-memory and OS errors."""
     from .errors import PnPRestoreError
 
     text = " ".join(str(err).split()) or type(err).__name__
-    oom = type(err).__name__ == "OutOfMemoryError" or (isinstance(err, (RuntimeError, MemoryError)) and "out of memory" in text.lower())
-    if oom or isinstance(err, MemoryError):
-        return "out of memory; try --tile 256, a smaller --batch-size, or --dtype float16 on a GPU"
-    if isinstance(err, (PnPRestoreError, OSError)):
+    low = text.lower()
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or (
+        isinstance(err, RuntimeError) and any(s in low for s in ("out of memory", "can't allocate memory", "defaultcpuallocator"))
+    ):
+        return _OOM_ADVICE
+    if isinstance(err, PnPRestoreError):
         return text
+    if isinstance(err, OSError):
+        from .io import describe_os_error
+
+        return describe_os_error(err)
     return f"{type(err).__name__}: {text} (run again with --debug for the traceback)"
 
 
@@ -209,18 +253,29 @@ class _warnings_to_stderr:
         self._ctx.__exit__(*exc)
 
 
-def _parse_opts(pairs: tuple[str, ...]) -> dict[str, Any]:
+#: solver arguments that have their own flag (or are set by the command), so not --opt.
+_NOT_OPTS = {"seed": "--seed", "steps": "--steps", "solver": "--solver", "sigma_y": "--sigma-y", "task": None,
+             "callback": None, "return_info": None, "x_init": None}
+
+
+def _parse_opts(pairs: tuple[str, ...], task: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs to a dict (values parsed as JSON, else kept as strings)."""
     from .errors import ConfigError
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--opt {pair!r} is not KEY=VALUE; write e.g. --opt eta=0.85")
+        if key in _NOT_OPTS:
+            flag = "--sigma" if key == "sigma_y" and task == "denoise" else _NOT_OPTS[key]
+            raise ConfigError(f"--opt {pair}: {key} is not a solver option; "
+                              + (f"use {flag} instead" if flag else "it cannot be set from the command line"))
         try:
-            out[key.strip()] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            out[key] = value
     return out
 
 
@@ -248,20 +303,136 @@ def _restore(y: Any, operator: Any, prior: Any, **kwargs: Any) -> tuple[Any, dic
     return restore(y, operator, prior, return_info=True, **kwargs)
 
 
-def _resolve_device(name: str) -> Any:
-    import torch
+def _available_memory(device: Any) -> int | None:
+    """Bytes that can still be allocated on ``device`` (None: unknown)."""
+    if device.type == "cuda":
+        import torch
 
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+# --------------------------------------------------------------------------- checks before any work
+
+#: rough peak memory per pixel of the restored image, measured with the built-in prior on
+#: a CPU in float32 (256^2 and 512^2 pixels, DDRM): the network's activations take about
+#: 2.5 kB per pixel it denoises at once (a whole image, or one --tile x --tile tile), the
+#: solver's state about 0.25 kB per image pixel.
+NET_BYTES_PER_PIXEL = 2600
+SOLVER_BYTES_PER_PIXEL = 256
+
+
+def _solver_options(common: Common, task: str) -> dict[str, Any]:
+    """The checked ``--opt`` options; also refuses options that would be ignored."""
     from .errors import ConfigError
 
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps and mps.is_available())
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    elif name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but CUDA is not available to PyTorch; use --device cpu (or auto)")
-    elif name == "mps" and not has_mps:
-        raise ConfigError("--device mps was requested but Apple MPS is not available; use --device cpu (or auto)")
-    return torch.device(name)
+    opts = _parse_opts(common.opt, task)
+    if common.solver == DENOISER:
+        if task != "denoise":
+            raise ConfigError(f"--solver {DENOISER} only exists for `denoise`; choose one of: {', '.join(_solver_names())}")
+        if opts or common.steps is not None:
+            raise ConfigError(f"--solver {DENOISER} is one denoiser call and takes no --steps or --opt; "
+                              "drop them or choose a sampling --solver")
+        return {}
+    names = _solver_names()
+    if common.solver not in names:
+        raise ConfigError(f"unknown solver {common.solver!r}; choose one of: {', '.join(names)}")
+    from . import solvers
+
+    # validate_options checks names, types and ranges against the solver's signature.
+    validate = getattr(solvers, "validate_options", None)
+    return dict(validate(common.solver, opts)) if validate is not None else opts
+
+
+def _check_arch(common: Common) -> None:
+    """--arch only means something for checkpoint files and presets; refuse it elsewhere."""
+    if common.arch is None:
+        return
+    from .errors import ConfigError
+    from .priors.load import WEIGHT_SUFFIXES
+    from .priors.registry import ENTRIES
+
+    is_file = Path(common.prior).suffix.lower() in WEIGHT_SUFFIXES
+    if common.prior == "builtin" or not (is_file or common.prior in ENTRIES):
+        raise ConfigError(f"--arch only applies to a checkpoint file or a preset from `pnp-restore priors`; "
+                          f"--prior {common.prior} brings its own architecture, so drop --arch")
+
+
+def _output_paths(images: list[Path], output: str | None, samples: int) -> list[list[Path]]:
+    """Output file(s) for each input: ``[[out_0, out_1, ...], ...]``."""
+    from .errors import ConfigError
+
+    if output is not None and not output.strip():
+        raise ConfigError("-o is empty (an unset shell variable?); give an output file or folder")
+    out = Path(output) if output is not None else None
+    as_folder = out is not None and (len(images) > 1 or out.is_dir() or output.endswith(("/", os.sep)))
+    if as_folder and out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {output} is a file, but a folder is needed (several inputs, or a trailing /); "
+                          "pass -o FOLDER/")
+    outs = []
+    for img in images:
+        if out is None:
+            base = img.with_name(f"{img.stem}_restored.png")
+        elif as_folder:
+            base = out / f"{img.stem}.png"
+        else:
+            base = out if out.suffix else out.with_suffix(".png")
+        outs.append([base] if samples == 1 else [base.with_name(f"{base.stem}_{j}{base.suffix}") for j in range(samples)])
+    return outs
+
+
+def _check_outputs(outs: list[list[Path]], common: Common, inputs: list[Path]) -> None:
+    """Every output (image, sidecar, steps file) is new, writable, not an input, and unique."""
+    from .errors import ConfigError
+    from .io import check_image_format, check_output
+
+    seen: dict[Path, Path] = {}
+    for p in (p for ps in outs for p in ps):
+        check_image_format(p)
+        for q in (p, *_side_paths(p, common)):
+            check_output(q, common.overwrite, inputs=tuple(inputs))
+            key = q.resolve()
+            if key in seen:
+                raise ConfigError(f"two outputs would both be written to {key}; rename one input or give another -o")
+            seen[key] = q
+
+
+def _check_memory(batches: dict[tuple[int, ...], int], common: Common, device: Any) -> None:
+    """Refuse, before allocating, a run whose largest batch does not fit in memory.
+
+    Args:
+        batches: the shape (B, C, H, W) of the restored images -> the largest batch of that shape.
+    """
+    from .errors import ConfigError
+
+    available = _available_memory(device)
+    if available is None:
+        return
+    half = 2 if common.dtype in ("float16", "bfloat16") else 1
+    for (_, _, h, w), batch in batches.items():
+        pixels = h * w
+        at_once = min(pixels, common.tile**2) if common.tile else pixels
+        need = batch * (pixels * SOLVER_BYTES_PER_PIXEL + at_once * NET_BYTES_PER_PIXEL // half)
+        if need > available:
+            tiled = common.tile and common.tile <= 256 and batch == 1
+            advice = ("the image is too large for this machine even tiled; downscale it or use a machine with more memory"
+                      if tiled else "use --tile 256 and --batch-size 1")
+            raise ConfigError(
+                f"restoring {batch} image(s) of {w}x{h} at once needs about {need / 2**30:.1f} GiB of memory "
+                f"but {available / 2**30:.1f} GiB are available; {advice}"
+            )
 
 
 # --------------------------------------------------------------------------- the shared runner
@@ -276,40 +447,13 @@ class _Item:
     path: Path
 
 
-def _output_paths(images: list[Path], output: Path | None, samples: int) -> list[list[Path]]:
-    """Output file(s) for each input: ``[[out_0, out_1, ...], ...]``."""
-    from .errors import ConfigError
-
-    as_folder = output is not None and (len(images) > 1 or output.is_dir() or str(output).endswith(("/", "\\")))
-    if as_folder and output.exists() and not output.is_dir():
-        raise ConfigError(f"-o {output} is a file but several inputs need a folder; pass -o FOLDER/")
-    outs = []
-    for img in images:
-        if output is None:
-            base = img.with_name(f"{img.stem}_restored.png")
-        elif as_folder:
-            base = output / f"{img.stem}.png"
-        else:
-            base = output if output.suffix else output.with_suffix(".png")
-        outs.append([base] if samples == 1 else [base.with_name(f"{base.stem}_{j}{base.suffix}") for j in range(samples)])
-    flat = [p.resolve() for ps in outs for p in ps]
-    if len(set(flat)) != len(flat):
-        dup = next(p for p in flat if flat.count(p) > 1)
-        raise ConfigError(f"two inputs would both be written to {dup}; rename one input or give another -o")
-    return outs
-
-
 def _side_paths(out: Path, common: Common) -> list[Path]:
     paths = []
     if common.sidecar:
         paths.append(out.with_suffix(".json"))
     if common.save_steps:
-        paths.append(out.with_name(f"{out.stem}_steps{_steps_ext()}"))
+        paths.append(out.with_name(f"{out.stem}_steps.gif"))
     return paths
-
-
-def _steps_ext() -> str:
-    return ".gif" if importlib.util.find_spec("PIL") else ".png"
 
 
 def _run(
@@ -322,8 +466,13 @@ def _run(
     record: dict[str, Any],
     measure: bool = False,
     paper_task: str | None = None,
+    inputs: tuple[Path, ...] = (),
 ) -> None:
     """Restore ``images`` with the operator ``operator_for(H, W)`` of each size.
+
+    Everything that can be checked without the images (options, output paths) is
+    checked first, then memory before the prior is loaded. The outputs are written
+    together at the end: all of them, or none.
 
     Args:
         sigma_y: measurement noise ([0, 1] scale), or a function of the image
@@ -332,30 +481,24 @@ def _run(
             missing pixels) instead of the image itself.
         record: task settings for the sidecar JSON.
         paper_task: task whose published solver settings apply (:func:`pnp_restore.solvers.task_defaults`).
+        inputs: other input files (mask, kernel) that no output may replace.
     """
     import torch
 
+    from .devices import resolve_device
     from .errors import ConfigError, ShapeError
-    from .io import check_writable, read_image
+    from .io import OutputSet, read_image, remove_stale_temporaries
 
     images = [Path(p) for p in images]
-    opts = _parse_opts(common.opt)
-    if common.solver != DENOISER:
-        names = _solver_names()
-        if common.solver not in names:
-            raise ConfigError(f"unknown solver {common.solver!r}; choose one of: {', '.join(names)}")
-    elif task != "denoise":
-        raise ConfigError(f"--solver {DENOISER} only exists for `denoise`; choose one of: {', '.join(_solver_names())}")
-
-    # Refuse before doing any work if an output exists.
+    opts = _solver_options(common, task)
+    _check_arch(common)
     outs = _output_paths(images, common.output, common.samples)
-    for ps in outs:
-        for p in ps:
-            for q in (p, *_side_paths(p, common)):
-                check_writable(q, common.overwrite)
-            folder = next((f for f in (p.parent, *p.parent.parents) if f.exists()), Path("."))
-            if not os.access(folder, os.W_OK):
-                raise ConfigError(f"cannot write into {folder}; choose another output with -o")
+    _check_outputs(outs, common, [*images, *inputs])
+    if common.seed + len(images) * common.samples - 1 > MAX_SEED:
+        raise ConfigError(f"--seed {common.seed} + one per output passes {MAX_SEED}; use a smaller --seed")
+    device = resolve_device(common.device)
+    for folder in {p.parent for ps in outs for p in ps if p.parent.is_dir()}:
+        remove_stale_temporaries(folder)
 
     loaded = [read_image(p) for p in images]
     operators: dict[tuple[int, int], Any] = {}
@@ -363,9 +506,14 @@ def _run(
         hw = tuple(x.shape[-2:])
         if hw not in operators:
             operators[hw] = operator_for(*hw)
+    per_size: dict[tuple[int, int], int] = {}
+    for x, _ in loaded:
+        hw = tuple(x.shape[-2:])
+        per_size[hw] = per_size.get(hw, 0) + common.samples
+    _check_memory({tuple(operators[hw].x_shape((1, 3, *hw))): min(n, common.batch_size) for hw, n in per_size.items()},
+                  common, device)
     sigmas = [float(sigma_y(x)) if callable(sigma_y) else float(sigma_y) for x, _ in loaded]
 
-    device = _resolve_device(common.device)
     dtype = getattr(torch, common.dtype)
     prior = _load_prior(common.prior, arch=common.arch, device=device, dtype=dtype, tile=common.tile)
     channels = getattr(prior, "channels", None)
@@ -394,40 +542,46 @@ def _run(
                file=sys.stderr, dynamic_ncols=True, desc=task)
     argv = ctx.meta.get("pnp_restore.argv", sys.argv[1:])
     try:
-        for batch in batches:
-            first = items[batch[0]]
-            x_in = torch.cat([loaded[items[k].image][0] for k in batch])
-            if channels == 3 and x_in.shape[1] == 1:
-                x_in = x_in.expand(-1, 3, -1, -1)
-            # The solver works in float32; --dtype sets the network's precision (the prior casts).
-            x_in = x_in.to(device=device, dtype=torch.float32)
-            operator = operators[tuple(x_in.shape[-2:])]
-            y = operator(x_in) if measure else x_in
-            s_y = sigmas[first.image]
-            frames: list[list] = [[] for _ in batch]
-            x, info = _solve(y, operator, prior, common, s_y, opts, seed=common.seed + batch[0],
-                             bar=bar, n_batches=len(batches), frames=frames, task=paper_task)
-            x = x.detach().to("cpu", torch.float32)
-            for b, k in enumerate(batch):
-                _write_output(items[k], x[b : b + 1], loaded[items[k].image][1], frames[b], common, {
-                    "command": shlex.join(["pnp-restore", *argv]),
-                    "solver": common.solver, "prior": common.prior, "seed": common.seed + k,
-                    "steps": info["steps"], "sigma_y": s_y,
-                    "nfe": info.get("nfe"), "time_s": info.get("time_s"),
-                    "task": task, "input": str(images[items[k].image]), "sample": items[k].sample,
-                    "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
-                    **record, **({"opts": opts} if opts else {}),
-                    **({"options": info["options"]} if info.get("options") else {}),
-                })
-                if not common.quiet:
-                    bar.write(f"wrote {items[k].path}", file=sys.stdout)
+        with OutputSet(common.overwrite) as staged:
+            for batch in batches:
+                first = items[batch[0]]
+                x_in = torch.cat([loaded[items[k].image][0] for k in batch])
+                if channels == 3 and x_in.shape[1] == 1:
+                    x_in = x_in.expand(-1, 3, -1, -1)
+                # The solver works in float32; --dtype sets the network's precision (the prior casts).
+                x_in = x_in.to(device=device, dtype=torch.float32)
+                operator = operators[tuple(x_in.shape[-2:])]
+                y = operator(x_in) if measure else x_in
+                frames: list[list] = [[] for _ in batch]
+                x, info = _solve(y, operator, prior, common, sigmas[first.image], opts, seed=common.seed + batch[0],
+                                 bar=bar, n_batches=len(batches), frames=frames, task=paper_task)
+                x = x.detach().to("cpu", torch.float32)
+                for b, k in enumerate(batch):
+                    _stage_output(staged, items[k], x[b : b + 1], loaded[items[k].image][1], frames[b], common, {
+                        "command": shlex.join(["pnp-restore", *argv]),
+                        "solver": info["solver"], "prior": common.prior,
+                        "seed": None if info["seed"] is None else info["seed"] + b,
+                        "steps": info["steps"], "sigma_y": info["sigma_y"],
+                        "nfe": info.get("nfe"), "time_s": info.get("time_s"),
+                        "task": task, "input": str(images[items[k].image]), "sample": items[k].sample,
+                        "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
+                        **record, "options": info.get("options") or {},
+                    })
     finally:
         bar.close()
+    if not common.quiet:
+        for item in items:
+            click.echo(f"wrote {item.path}")
 
 
 def _solve(y, operator, prior, common: Common, sigma_y: float, opts: dict, *, seed: int, bar, n_batches: int,
            frames: list[list], task: str | None = None) -> tuple[Any, dict]:
-    """One batch through the solver (or one denoiser call), updating the progress bar."""
+    """One batch through the solver (or one denoiser call), updating the progress bar.
+
+    Returns:
+        ``(x, info)``: info is :func:`pnp_restore.restore`'s record of what ran
+        (``solver, seed, steps, sigma_y, options, nfe, time_s``).
+    """
     import torch
 
     if common.solver == DENOISER:
@@ -435,7 +589,8 @@ def _solve(y, operator, prior, common: Common, sigma_y: float, opts: dict, *, se
         with torch.no_grad():
             x = prior.denoise(y, sigma_y)
         bar.update(1)
-        return x, {"nfe": 1, "time_s": time.perf_counter() - start, "steps": 1}
+        return x, {"solver": DENOISER, "seed": None, "steps": 1, "sigma_y": sigma_y, "nfe": 1,
+                   "time_s": time.perf_counter() - start}
 
     seen = {"calls": 0, "steps": None}
 
@@ -459,47 +614,36 @@ def _solve(y, operator, prior, common: Common, sigma_y: float, opts: dict, *, se
     kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, "task": task, **opts}
     if common.steps is not None:
         kwargs["steps"] = common.steps
-    x, info = _restore(y, operator, prior, **kwargs)
-    info = dict(info)
-    info.setdefault("steps", seen["steps"] or common.steps)
-    return x, info
+    return _restore(y, operator, prior, **kwargs)
 
 
-def _write_output(item: _Item, x, meta, frames: list, common: Common, record: dict) -> None:
-    """Write one result (gray again if the input was), its step frames and its sidecar."""
-    from .io import write_image, write_sidecar
+def _stage_output(staged: Any, item: _Item, x, meta, frames: list, common: Common, record: dict) -> None:
+    """Stage one result (gray again if the input was), its step frames and its sidecar in ``staged``."""
+    from .io import encode_image, sidecar_bytes
 
     if meta.channels == 1 and x.shape[1] == 3:
         x = x.mean(dim=1, keepdim=True)  # the prior saw the gray image replicated to RGB
-    item.path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(item.path, x, meta, overwrite=common.overwrite)
+    staged.add(item.path, encode_image(item.path, x, meta))
     side = _side_paths(item.path, common)
     if common.save_steps:
         frames = [f.mean(dim=1, keepdim=True) if meta.channels == 1 and f.shape[1] == 3 else f for f in frames]
-        _write_steps(side[-1], frames or [x], common.overwrite)
+        staged.add(side[-1], _steps_bytes(side[-1], frames or [x]))
     if common.sidecar:
-        write_sidecar(side[0], overwrite=common.overwrite, output=str(item.path), **record)
+        staged.add(side[0], sidecar_bytes(output=str(item.path), **record))
 
 
-def _write_steps(path: Path, frames: list, overwrite: bool) -> None:
-    """An animated GIF (Pillow) or a horizontal PNG strip (OpenCV) of (1, C, H, W) frames."""
+def _steps_bytes(path: Path, frames: list) -> bytes:
+    """An animated GIF (Pillow) of (1, C, H, W) frames."""
     import io as _io
 
     import numpy as np
-    import torch
-
-    from .io import _atomic_write, write_image
+    from PIL import Image
 
     arrays = [np.round(f[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for f in frames]
-    if path.suffix == ".gif":
-        from PIL import Image
-
-        pics = [Image.fromarray(a[..., 0] if a.shape[2] == 1 else a) for a in arrays]
-        buf = _io.BytesIO()
-        pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=120, loop=0)
-        _atomic_write(path, buf.getvalue(), overwrite)
-    else:
-        write_image(path, torch.cat(frames, dim=-1), overwrite=overwrite)
+    pics = [Image.fromarray(a[..., 0] if a.shape[2] == 1 else a) for a in arrays]
+    buf = _io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=120, loop=0)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- commands
@@ -510,8 +654,14 @@ def _images(metavar: str = "IMAGE...") -> Callable:
 
 
 
-_SIGMA_Y = click.option("--sigma-y", type=click.FloatRange(min=0), default=DEFAULT_SIGMA_Y, show_default=True,
-                        help="Measurement noise std on the [0, 1] scale (0 = exact data consistency).")
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
+
+
+_SIGMA_Y = click.option("--sigma-y", type=click.FloatRange(0, 1), callback=_finite, default=DEFAULT_SIGMA_Y,
+                        show_default=True, help="Measurement noise std on the [0, 1] scale (0 = exact data consistency).")
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -519,13 +669,20 @@ _SIGMA_Y = click.option("--sigma-y", type=click.FloatRange(min=0), default=DEFAU
 @click.option("--mask", "mask_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Mask for all IMAGES (white = fill). Without it, the last argument is the mask.")
 @click.option("--mask-invert", is_flag=True, help="The mask is white where pixels are KEPT (observed).")
+@click.option("--mask-threshold", type=click.FloatRange(0, 1, max_open=True), callback=_finite, default=0.0,
+              show_default=True,
+              help="Fill pixels whose mask value is above this (0..1; with --mask-invert: whose 1 - value is). "
+                   "0: every pixel that is not pure black is filled, so anti-aliased mask edges count as missing.")
 @click.option("--resize-mask", is_flag=True, help="Resize a mask of another size to each image.")
 @_SIGMA_Y
 @_common_options("inpaint")
 @click.pass_context
 def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None, mask_invert: bool,
-            resize_mask: bool, sigma_y: float, common: Common) -> None:
+            mask_threshold: float, resize_mask: bool, sigma_y: float, common: Common) -> None:
     """Fill the white pixels of MASK in IMAGE.
+
+    Every pixel of MASK that is not pure black is filled (--mask-threshold):
+    the soft edges of a brush stroke are partly damaged too.
 
     \b
     Examples:
@@ -541,15 +698,16 @@ def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None
         from .io import read_mask
         from .operators import Inpainting
 
-        return Inpainting(read_mask(mask_path, (h, w), invert=mask_invert, resize=resize_mask))
+        return Inpainting(read_mask(mask_path, (h, w), invert=mask_invert, resize=resize_mask, threshold=mask_threshold))
 
-    _run(ctx, "inpaint", images, common, sigma_y, operator_for, measure=True,
-         record={"mask": str(mask_path), "mask_invert": mask_invert}, paper_task="inpainting")
+    _run(ctx, "inpaint", images, common, sigma_y, operator_for, measure=True, inputs=(mask_path,),
+         record={"mask": str(mask_path), "mask_invert": mask_invert, "mask_threshold": mask_threshold},
+         paper_task="inpainting")
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
 @_images()
-@click.option("--scale", type=click.IntRange(min=2), default=4, show_default=True, help="Upscaling factor.")
+@click.option("--scale", type=click.IntRange(2, MAX_SCALE), default=4, show_default=True, help="Upscaling factor.")
 @click.option("--kind", default="bicubic", show_default=True, help="Downsampling the low-resolution image went through.")
 @_SIGMA_Y
 @_common_options("sr")
@@ -576,7 +734,7 @@ def sr(ctx: click.Context, images: tuple[Path, ...], scale: int, kind: str, sigm
 @_images()
 @click.option("--kernel", default="gaussian:3.0", show_default=True,
               help="gaussian:STD (pixels), motion:INTENSITY (0..1, random kernel from --seed) or a kernel image file.")
-@click.option("--kernel-size", type=click.IntRange(min=1), default=61, show_default=True,
+@click.option("--kernel-size", type=click.IntRange(1, 1001), default=61, show_default=True,
               help="Size of gaussian/motion kernels (capped to the image, made odd).")
 @click.option("--padding", type=click.Choice(["circular", "reflect"]), default="circular", show_default=True,
               help="Boundary model of the blur. circular: exact FFT solve (fast; DiffPIR's own choice). "
@@ -599,7 +757,7 @@ def deblur(ctx: click.Context, images: tuple[Path, ...], kernel: str, kernel_siz
 
         return Blur(_kernel(kernel, kernel_size, h, w, common.seed), padding=padding)
 
-    _run(ctx, "deblur", images, common, sigma_y, operator_for,
+    _run(ctx, "deblur", images, common, sigma_y, operator_for, inputs=(Path(kernel),) if Path(kernel).is_file() else (),
          record={"kernel": kernel, "kernel_size": kernel_size, "padding": padding},
          paper_task="motion_deblur" if kernel.startswith("motion:") else "gaussian_deblur")
 
@@ -676,8 +834,8 @@ def _estimate_sigma(x: Any) -> float:
 
 
 @main.command("priors", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show the Python traceback on errors.")
-def priors_cmd(debug: bool) -> None:
+@_debug_option
+def priors_cmd() -> None:
     """List the known priors, whether their weights are installed, and where to get them.
 
     \b
@@ -685,14 +843,9 @@ def priors_cmd(debug: bool) -> None:
       pnp-restore priors
       pnp-restore inpaint photo.png mask.png --prior NAME
     """
-    try:
-        from .priors import available
+    from .priors import available
 
-        rows = available()
-    except Exception as err:
-        if debug:
-            raise
-        raise click.ClickException(_describe(err)) from None
+    rows = available()
     head = ("name", "resolution", "range", "parameterisation", "installed", "description")
     table = [head] + [
         (str(r.get("name")), _fmt_res(r.get("resolution")), str(r.get("data_range", r.get("range", ""))),

@@ -8,8 +8,11 @@ Conventions (scikit-image style, explicit ranges):
   off into :class:`ImageMeta` so that :func:`write_image` can pass it through.
 * :func:`write_image` writes with the bit depth of the input (8 or 16 bits;
   formats that only hold 8 bits, e.g. JPEG, get 8), atomically: the file is
-  encoded into a temporary file in the same folder and moved into place with
-  :func:`os.replace`, so a crash never leaves a half-written image.
+  encoded into a temporary file ``.<name>.pnp-restore-tmp-<pid>`` in the same
+  folder and moved into place with :func:`os.replace`, so a crash never leaves a
+  half-written image. :class:`OutputSet` does the same for several files at
+  once (all are written or none), and :func:`remove_stale_temporaries` deletes
+  the temporaries a killed process left behind.
 * Masks on disk follow the CLI convention "white = pixels to fill"; in memory
   the library convention is "1 = observed" (see :func:`read_mask`).
 
@@ -19,10 +22,10 @@ EXIF orientation is not applied: pixels are read as stored.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ Tensor = torch.Tensor
 #: extensions whose OpenCV encoders only store 8-bit samples and no alpha.
 _EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".jpe", ".bmp", ".webp", ".ppm", ".pgm"}
 _NO_ALPHA = {".jpg", ".jpeg", ".jpe", ".bmp", ".ppm", ".pgm"}
+
+#: marks this tool's temporary files: ``.<name>.pnp-restore-tmp-<pid>``.
+TMP_MARK = ".pnp-restore-tmp-"
 
 
 class ImageIOError(PnPRestoreError, OSError):
@@ -134,8 +140,16 @@ def write_image(
         the path written.
     """
     path = Path(path)
-    meta = meta or ImageMeta()
     check_writable(path, overwrite)
+    _atomic_write(path, encode_image(path, x, meta), overwrite)
+    return path
+
+
+def encode_image(path: str | os.PathLike, x: Tensor, meta: ImageMeta | None = None) -> bytes:
+    """The bytes :func:`write_image` would write to ``path`` (format from its extension)."""
+    path = Path(path)
+    meta = meta or ImageMeta()
+    check_image_format(path)
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ShapeError(f"write_image writes one image; got a batch of {x.shape[0]}; write x[i:i+1] in a loop")
@@ -149,7 +163,7 @@ def write_image(
 
     alpha = meta.alpha
     if alpha is not None and ext in _NO_ALPHA:
-        warnings.warn(f"{path.name}: {ext} cannot store alpha; it is dropped (write PNG to keep it)", stacklevel=2)
+        warnings.warn(f"{path.name}: {ext} cannot store alpha; it is dropped (write PNG to keep it)", stacklevel=3)
         alpha = None
     if alpha is not None:
         h, w = img.shape[:2]
@@ -163,7 +177,7 @@ def write_image(
     if bits == 32 and ext not in (".tif", ".tiff"):
         bits = 16
     if bits == 16 and ext in _EIGHT_BIT_ONLY:
-        warnings.warn(f"{path.name}: {ext} stores 8 bits per sample; the 16-bit input is written as 8-bit", stacklevel=2)
+        warnings.warn(f"{path.name}: {ext} stores 8 bits per sample; the 16-bit input is written as 8-bit", stacklevel=3)
         bits = 8
     if bits == 8:
         img = np.round(img * 255.0).astype(np.uint8)
@@ -175,8 +189,15 @@ def write_image(
         raise ImageIOError(f"{path}: cannot encode {ext!r} images ({err}); use .png or .tif") from None
     if not ok:
         raise ImageIOError(f"{path}: cannot encode {ext!r} images; use .png or .tif")
-    _atomic_write(path, buf.tobytes(), overwrite)
-    return path
+    return buf.tobytes()
+
+
+def check_image_format(path: str | os.PathLike) -> None:
+    """Raise :class:`ImageIOError` if OpenCV has no writer for ``path``'s extension."""
+    path = Path(path)
+    if not cv2.haveImageWriter("x" + path.suffix):
+        what = f"{path.suffix!r} is not an image format" if path.suffix else "a name without extension is not an image file"
+        raise ImageIOError(f"{path}: {what} OpenCV can write; use .png, .tif or .jpg")
 
 
 def read_mask(
@@ -184,13 +205,17 @@ def read_mask(
     like: Tensor | tuple[int, ...],
     invert: bool = False,
     resize: bool = False,
+    threshold: float = 0.0,
 ) -> Tensor:
     """Read an inpainting mask and return it in the library convention.
 
     On disk, white marks the pixels to fill (missing) and black the observed
     ones; ``invert=True`` reads the opposite (white = observed). Colour masks are
-    averaged over channels. Values other than 0 and 1 (anti-aliased edges,
-    JPEG) are thresholded at 0.5 with a warning.
+    averaged over channels. A pixel is missing where its "fill" intensity (the
+    value, or 1 - value with ``invert``) is above ``threshold``: with the default
+    0 every pixel that is not pure black (pure white with ``invert``) is filled,
+    so the anti-aliased edges an editor paints around a stroke, which are
+    partly damaged, are not kept as observed. A non-binary mask gives a warning.
 
     Args:
         path: mask image (any format :func:`read_image` reads; alpha is ignored).
@@ -198,6 +223,7 @@ def read_mask(
         invert: white = observed instead of white = missing.
         resize: resize a mask of another size (bilinear, then thresholded)
             instead of raising :class:`ShapeError`.
+        threshold: in [0, 1); fill intensities above it are missing.
 
     Returns:
         (1, 1, H, W) float32 tensor, 1 = observed, 0 = missing.
@@ -205,9 +231,10 @@ def read_mask(
     from .operators import mask_from_image
 
     m = read_image(path)[0][0].mean(dim=0).numpy()
-    # 8-bit masks carry exact 0/1; allow float noise of TIFF masks.
-    if bool(((m > 1e-3) & (m < 1 - 1e-3)).any()):
-        warnings.warn(f"{Path(path).name} is not binary; thresholded at 0.5", stacklevel=2)
+    if bool(((m > 0) & (m < 1)).any()):
+        warnings.warn(
+            f"{Path(path).name} is not binary; pixels with fill intensity above {threshold:g} are filled "
+            "(--mask-threshold)", stacklevel=2)
     h, w = (like.shape if isinstance(like, Tensor) else tuple(like))[-2:]
     if m.shape != (h, w):
         if not resize:
@@ -217,11 +244,17 @@ def read_mask(
             )
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
     # mask_from_image reads white = observed, the library convention.
-    return mask_from_image(m, invert=not invert, threshold=0.5)
+    return mask_from_image(m, invert=not invert, threshold=threshold)
 
 
-def write_sidecar(
-    path: str | os.PathLike,
+def write_sidecar(path: str | os.PathLike, *, overwrite: bool = False, **record: Any) -> Path:
+    """Write a JSON record of how an output was made, atomically (fields: :func:`sidecar_bytes`)."""
+    path = Path(path)
+    _atomic_write(path, sidecar_bytes(**record), overwrite)
+    return path
+
+
+def sidecar_bytes(
     *,
     command: str | list[str] | None = None,
     solver: str,
@@ -231,10 +264,9 @@ def write_sidecar(
     sigma_y: float,
     nfe: int | None = None,
     time_s: float | None = None,
-    overwrite: bool = False,
     **extra: Any,
-) -> Path:
-    """Write a JSON record of how an output was made, atomically.
+) -> bytes:
+    """The JSON record of how an output was made, as UTF-8 bytes.
 
     Keys: ``command`` (the command line; ``sys.argv`` by default), ``solver``,
     ``prior``, ``seed``, ``steps``, ``sigma_y`` ([0, 1] scale), ``version``
@@ -261,49 +293,194 @@ def write_sidecar(
         "time_s": time_s,
         **extra,
     }
-    text = json.dumps(record, indent=2, default=str) + "\n"
-    path = Path(path)
-    _atomic_write(path, text.encode("utf-8"), overwrite)
-    return path
+    return (json.dumps(record, indent=2, default=str) + "\n").encode("utf-8")
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Raise :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
     if path.is_dir():
         raise ImageIOError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Check, before any work, that ``path`` can be written.
+
+    Raises :class:`ImageIOError` (or :class:`OutputExistsError`) if ``path`` is
+    a folder, exists without ``overwrite``, is one of ``inputs`` (same resolved
+    path, also through symbolic or hard links: never replace an input, whatever
+    the flags), or lies below a file or in a folder that is not writable.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for src in inputs:
+        if target == Path(src).resolve() or (path.exists() and Path(src).exists() and os.path.samefile(path, src)):
+            raise ImageIOError(f"output {path} would replace the input {src}; choose another output with -o")
+    check_writable(path, overwrite)
+    folder = next((f for f in (path.parent, *path.parent.parents) if f.exists()), Path("."))
+    if not folder.is_dir():
+        raise ImageIOError(f"{folder} is a file, so {path} cannot be created there; choose another output with -o")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageIOError(f"cannot write into {folder} (permission denied); choose another output with -o")
+
+
+def describe_os_error(err: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line for a failed file operation: what happened to which file, and what to do."""
+    name = path if path is not None else (err.filename or "a file")
+    what = err.strerror or str(err) or type(err).__name__
+    advice = {
+        errno.ENOSPC: "free some disk space or write elsewhere with -o",
+        errno.EDQUOT: "free some disk space or write elsewhere with -o",
+        errno.EACCES: "check the permissions or choose another path",
+        errno.EPERM: "check the permissions or choose another path",
+        errno.EROFS: "choose a writable location",
+        errno.ENOENT: "check the path",
+    }.get(err.errno, "check the path and the disk")
+    return f"{name}: {what}; {advice}"
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete this tool's temporaries in ``folder`` whose process is gone (killed mid-write).
+
+    Returns:
+        the files removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_MARK}*"):
+        pid = tmp.name.rpartition(TMP_MARK)[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                continue
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class OutputSet:
+    """Files written together: all of them, or none.
+
+    :meth:`add` writes each file to a temporary beside its destination (creating
+    missing folders); :meth:`commit` moves them all into place. Any error, in
+    ``add``, ``commit`` or the ``with`` block, removes the temporaries, the files
+    already moved and the folders created (files that ``overwrite`` replaced
+    are gone, though).
+
+    Example::
+
+        with OutputSet(overwrite=False) as out:
+            out.add(Path("a.png"), png_bytes)
+            out.add(Path("a.json"), json_bytes)
+        # both written here, or neither
+    """
+
+    def __init__(self, overwrite: bool = False) -> None:
+        self.overwrite = overwrite
+        self._staged: list[tuple[Path, Path]] = []
+        self._done: list[Path] = []
+        self._folders: list[Path] = []
+
+    def add(self, path: str | os.PathLike, data: bytes) -> None:
+        path = Path(path)
+        check_writable(path, self.overwrite)
+        try:
+            self._make_folder(path.parent)
+            tmp = _temporary(path)
+            self._staged.append((path, tmp))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # 0o666 & ~umask, as any new file
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as err:
+            self.discard()
+            raise ImageIOError(describe_os_error(err, path)) from err
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> list[Path]:
+        """Move every file into place; returns their paths."""
+        try:
+            for path, tmp in self._staged:
+                check_writable(path, self.overwrite)
+                existed = path.exists()
+                os.replace(tmp, path)
+                if not existed:
+                    self._done.append(path)
+        except BaseException:
+            self.discard()
+            raise
+        written = [p for p, _ in self._staged]
+        self._staged, self._done, self._folders = [], [], []
+        return written
+
+    def discard(self) -> None:
+        """Remove the temporaries, the files moved so far and the folders created."""
+        for path in [tmp for _, tmp in self._staged] + self._done:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        for folder in reversed(self._folders):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self._staged, self._done, self._folders = [], [], []
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        self._folders.extend(reversed(missing))
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
 
 
 def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
     """Write ``data`` to a temporary file beside ``path``, then move it into place."""
-    check_writable(path, overwrite)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise ImageIOError(f"cannot write into {folder}: {err.strerror}; check that the folder exists and is writable") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with OutputSet(overwrite) as out:
+        out.add(path, data)
 
 
 __all__ = [
+    "TMP_MARK",
     "ImageIOError",
     "ImageMeta",
     "OutputExistsError",
+    "OutputSet",
+    "check_image_format",
+    "check_output",
     "check_writable",
+    "describe_os_error",
+    "encode_image",
     "read_image",
     "read_mask",
+    "remove_stale_temporaries",
+    "sidecar_bytes",
     "write_image",
     "write_sidecar",
 ]

@@ -14,7 +14,9 @@ sigmas, noise) is a function of ``(seed, k)``, so a run resumed from a checkpoin
 gives exactly the numbers of an uninterrupted one on the same hardware.
 
 Outputs in ``--out``: ``log.jsonl`` (one JSON line per logged step),
-``checkpoint.pt`` (written atomically every few minutes and at the end) and
+``checkpoint.pt`` (written atomically every few minutes and at the end; it
+holds only tensors, dicts, lists, numbers and strings, and is read back with
+``torch.load(weights_only=True)``, so a planted pickle cannot run code) and
 ``weights/`` (EMA weights as ``builtin.safetensors`` + ``builtin.json``, loadable
 with :func:`pnp_restore.priors.builtin.load_builtin`).
 
@@ -37,11 +39,16 @@ import torch
 from tqdm import tqdm
 
 from .data import RandomPatches, load_folder
+from .devices import resolve_device
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .priors.builtin import EDMDenoiser, UNetConfig, save_weights
+from .priors.load import torch_load_plain
 
 P_MEAN, P_STD = -1.2, 1.2
 CHECKPOINT = "checkpoint.pt"
+#: entries of a training checkpoint (all of them weights_only-loadable types).
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "scaler", "torch_rng", "step", "elapsed_s", "seed", "batch_size",
+                   "crop", "config")  # fmt: skip
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -91,6 +98,54 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint written by :func:`train`, read with ``weights_only=True`` (no code runs).
+
+    Raises:
+        CheckpointError: missing, unreadable, holding pickled Python objects, or lacking an entry.
+    """
+    advice = "delete it (or pass another --out) and start again without --resume"
+    if not path.is_file():
+        raise CheckpointError(f"--resume given but {path} does not exist; drop --resume to start a new run")
+    ck = torch_load_plain(path, advice, pickled=f"not a pnp-restore training checkpoint: {advice}")
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} is not a pnp-restore training checkpoint (no {', '.join(missing)}); {advice}")
+    return ck
+
+
+def _restore_state(ck: dict, path: Path, net, ema, opt, scaler) -> None:
+    """Load the networks, optimiser, scaler and RNG state of checkpoint ``ck`` (read from ``path``)."""
+    try:
+        net.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        torch.set_rng_state(ck["torch_rng"])
+    except Exception as e:  # noqa: BLE001 - load_state_dict raises RuntimeError/KeyError/ValueError/TypeError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise CheckpointError(f"{path} does not fit this run ({first}); delete it or start again without --resume") from None
+
+
+def check_args(*, steps: int, batch_size: int | None, crop: int, lr: float, ema_decay: float, warmup: int,
+               log_every: int, checkpoint_minutes: float, max_minutes: float | None) -> None:  # fmt: skip
+    """Raise :class:`ConfigError` (one line) for a training argument out of range."""
+    rules = [
+        (steps >= 1, f"steps must be >= 1; got {steps}"),
+        (batch_size is None or batch_size >= 1, f"batch size must be >= 1; got {batch_size}"),
+        (crop >= 8, f"crop must be >= 8 pixels; got {crop}"),
+        (math.isfinite(lr) and lr > 0, f"learning rate must be a finite number > 0; got {lr}"),
+        (0 <= ema_decay < 1, f"ema_decay must be in [0, 1); got {ema_decay}"),
+        (warmup >= 0, f"warmup must be >= 0 steps; got {warmup}"),
+        (log_every >= 1, f"log_every must be >= 1; got {log_every}"),
+        (checkpoint_minutes > 0, f"checkpoint_minutes must be > 0; got {checkpoint_minutes}"),
+        (max_minutes is None or max_minutes >= 0, f"max_minutes must be >= 0; got {max_minutes}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
 def train(
     data: str | Path | list[np.ndarray],
     out: str | Path,
@@ -129,25 +184,26 @@ def train(
     Returns:
         dict with ``step``, ``losses`` (per step, this call), ``weights`` (exported folder) and ``summary``.
     """
+    check_args(steps=steps, batch_size=batch_size, crop=crop, lr=lr, ema_decay=ema_decay, warmup=warmup,
+               log_every=log_every, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)  # fmt: skip
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     ck_path = out / CHECKPOINT
     ck = None
     if resume:
-        if not ck_path.is_file():
-            raise CheckpointError(f"--resume given but {ck_path} does not exist; drop --resume to start a new run")
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        config = UNetConfig.from_dict(ck["config"])
-        seed, batch_size, crop = ck["seed"], ck["batch_size"], ck["crop"]
+        ck = load_checkpoint(ck_path)
+        try:
+            config = UNetConfig.from_dict(ck["config"])
+            seed, batch_size, crop = int(ck["seed"]), int(ck["batch_size"]), int(ck["crop"])
+        except (TypeError, ValueError, AttributeError):
+            raise CheckpointError(f"{ck_path} has a damaged configuration; delete it and start again without --resume") from None
     config = config or UNetConfig()
     if batch_size is None:
         batch_size = 256 if dev.type == "cuda" else 16
-    if steps < 1 or batch_size < 1 or crop < 8 or lr <= 0:
-        raise ConfigError(f"need steps >= 1, batch_size >= 1, crop >= 8, lr > 0; got {steps}, {batch_size}, {crop}, {lr}")
 
     images = data if isinstance(data, list) else load_folder(data, manifest)
     patches = RandomPatches(images, crop, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     net = EDMDenoiser(config).to(dev).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
@@ -156,12 +212,8 @@ def train(
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     step, elapsed = 0, 0.0
     if ck is not None:
-        net.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["torch_rng"])
-        step, elapsed = ck["step"], ck["elapsed_s"]
+        _restore_state(ck, ck_path, net, ema, opt, scaler)
+        step, elapsed = int(ck["step"]), float(ck["elapsed_s"])
 
     def summary() -> dict:
         return {
@@ -231,14 +283,15 @@ def train(
 @click.command("train-prior")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), required=True, help="Folder of training images.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder (log, checkpoint, weights).")
-@click.option("--steps", type=int, default=10000, show_default=True, help="Total optimiser steps.")
-@click.option("--batch-size", type=int, default=None, help="Patches per step [default: 16 on CPU, 256 on CUDA].")
-@click.option("--crop", type=int, default=64, show_default=True, help="Patch side in pixels.")
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Peak Adam learning rate.")
+@click.option("--steps", type=click.IntRange(min=1), default=10000, show_default=True, help="Total optimiser steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Patches per step [default: 16 on CPU, 256 on CUDA].")
+@click.option("--crop", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Patch side in pixels (at most the smallest image side).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available].")
-@click.option("--max-minutes", type=float, default=None, help="Stop (and save) after this many minutes.")
+@click.option("--max-minutes", type=click.FloatRange(min=0), default=None, help="Stop (and save) after this many minutes.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MANIFEST.tsv to verify the images' sha256 against.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
@@ -250,5 +303,9 @@ def train_prior(data, out, steps, batch_size, crop, lr, seed, resume, device, ma
     click.echo(f"step {res['step']}: weights in {res['weights']}")
 
 
-if __name__ == "__main__":
-    train_prior()
+if __name__ == "__main__":  # through the pnp-restore group, whose error boundary prints errors as one line
+    import sys
+
+    from .cli import main
+
+    main(["train-prior", *sys.argv[1:]], prog_name="pnp-restore")

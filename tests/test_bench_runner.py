@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from kornia.filters import gaussian_blur2d
 
 from pnp_restore.benchmarks import datasets, metrics, protocols, report, run
-from pnp_restore.benchmarks.cli import bench
+from pnp_restore.cli import main
 from pnp_restore.benchmarks.report import load_rows
 from pnp_restore.benchmarks.runner import VOLATILE, read_rows
+from pnp_restore.errors import ConfigError
 from pnp_restore.priors import Prior
 
 TASKS = ["sr4_bicubic@0.05", "random_inpaint_70@0"]
@@ -126,7 +127,7 @@ def _key(r):
 def test_cli_run_and_report(folder, tmp_path):
     out = tmp_path / "cli.jsonl"
     cli = CliRunner()
-    res = cli.invoke(bench, ["run", "--tasks", "denoise@0.05", "--solvers", "pinv,admm_tv", "--data", str(folder),
+    res = cli.invoke(main, ["bench", "run", "--tasks", "denoise@0.05", "--solvers", "pinv,admm_tv", "--data", str(folder),
                              "--size", "32", "--out", str(out), "--metrics", "psnr", "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     rows = read_rows(out)
@@ -134,9 +135,9 @@ def test_cli_run_and_report(folder, tmp_path):
     tv = [r["psnr"] for r in rows if r["solver"] == "admm_tv"]
     noisy = [r["psnr"] for r in rows if r["solver"] == "pinv"]  # pinv of denoising = the noisy image
     assert min(tv) > max(noisy) + 5  # TV denoising gains ~9 dB here at sigma_y = 0.05 at sigma_y = 0.05
-    res = cli.invoke(bench, ["report", str(out), "-o", str(tmp_path / "rep")])
+    res = cli.invoke(main, ["bench", "report", str(out), "-o", str(tmp_path / "rep")])
     assert res.exit_code == 0 and (tmp_path / "rep" / "index.html").is_file()
-    res = cli.invoke(bench, ["run", "--tasks", "nope@0", "--data", str(folder), "--out", str(out)])
+    res = cli.invoke(main, ["bench", "run", "--tasks", "nope@0", "--data", str(folder), "--out", str(out)])
     assert res.exit_code != 0 and "unknown benchmark task" in res.output
 
 
@@ -221,3 +222,178 @@ def test_registry_solvers_get_the_papers_per_task_settings(folder, tmp_path):
     rows = _run(folder, tmp_path / "u.jsonl", tasks=[task], solvers=["dps"], images=1,
                 solver_options={"dps": {"zeta": 0.1}})
     assert rows[0]["solver_options"] == {"zeta": 0.1}
+
+
+# -- bad input, concurrency and resume keys ------------------------------------------------------
+def _one_line(text: str) -> str:
+    text = text.strip()
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def _image_folder(parent: Path, name: str, seed: int, files=("x.png",)) -> Path:
+    d = parent / name
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for f in files:
+        cv2.imwrite(str(d / f), (rng.random((36, 36, 3)) * 255).astype(np.uint8))
+    return d
+
+
+def _bench(*args):
+    return CliRunner().invoke(main, ["bench", *(str(a) for a in args)])
+
+
+def test_cli_bad_seeds_device_and_presets_are_one_line(folder, tmp_path):
+    base = ["run", "--tasks", "denoise@0.05", "--solvers", "pinv", "--data", folder, "--size", "32", "--out",
+            tmp_path / "r.jsonl", "-q"]  # fmt: skip
+    res = _bench(*base, "--seeds", "a,b")
+    assert res.exit_code == 2 and "Invalid value for '--seeds'" in res.output and "Traceback" not in res.output
+    for device, match in (("gpu0", "is not a device name"), ("cuda:99", "cuda")):
+        res = _bench(*base, "--device", device)
+        assert res.exit_code == 1 and match in _one_line(res.output), res.output
+    if not torch.cuda.is_available():
+        res = _bench(*base, "--device", "cuda")
+        assert res.exit_code == 1 and "CUDA is not available" in _one_line(res.output)
+    presets = {
+        "bad.json": ('{"size": 32,', "not valid JSON"),
+        "list.json": ("[1, 2]", "JSON object"),
+        "key.json": ('{"sizes": 32}', "unknown key 'sizes'"),
+        "value.json": ('{"seeds": ["a"]}', "'seeds'"),
+    }
+    for name, (text, match) in presets.items():
+        (tmp_path / name).write_text(text)
+        res = _bench(*base, "--preset", tmp_path / name)
+        assert res.exit_code == 1 and match in _one_line(res.output), (name, res.output)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_cli_report_on_files_that_are_not_results(tmp_path):
+    cases = {
+        "notes.txt": b"hello\nworld\n",
+        "image.png": cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(),
+        "log.jsonl": b'{"step": 25, "loss": 0.5}\n',
+        "empty.jsonl": b"",
+        "list.jsonl": b"[1, 2]\n",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        res = _bench("report", tmp_path / name, "-o", tmp_path / "rep")
+        assert res.exit_code == 1 and "bench run" in _one_line(res.output), (name, res.output)
+    res = _bench("report", tmp_path / "missing.jsonl", "-o", tmp_path / "rep")
+    assert res.exit_code == 1 and "no results file" in _one_line(res.output)
+
+
+def test_disk_full_mid_run_is_one_line_and_resumable(folder, tmp_path, monkeypatch):
+    import errno
+
+    from pnp_restore.benchmarks import runner
+
+    out = tmp_path / "r.jsonl"
+    real, calls = runner.append_row, []
+
+    def full_disk(f, row):
+        calls.append(row)
+        if len(calls) == 2:
+            f.write('{"dataset": "Ti')  # a partial line, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(f, row)
+
+    monkeypatch.setattr(runner, "append_row", full_disk)
+    res = _bench("run", "--tasks", "denoise@0.05", "--solvers", "pinv", "--data", folder, "--size", "32",
+                 "--out", out, "--metrics", "psnr", "-q")  # fmt: skip
+    assert res.exit_code == 1 and "No space left on device" in _one_line(res.output), res.output
+    assert len(read_rows(out)) == 1 and not out.with_name("r.jsonl.lock").exists()
+    monkeypatch.setattr(runner, "append_row", real)
+    assert len(_run(folder, out, tasks=["denoise@0.05"], solvers=["pinv"])) == 1  # the rest, after the torn line is cut
+    assert len(read_rows(out)) == 2
+
+
+def test_a_run_that_fails_before_its_first_row_leaves_no_file(folder, tmp_path):
+    def broken(y, operator, prior, **kw):
+        raise RuntimeError("boom")
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(RuntimeError, match="boom"):
+        _run(folder, out, solvers={"broken": broken})
+    assert not out.exists() and not out.with_name("r.jsonl.lock").exists()
+
+
+def test_second_writer_on_the_same_file_fails_naming_the_first(folder, tmp_path):
+    import os
+
+    from pnp_restore.benchmarks.runner import ResultsFile, ResultsFileError
+
+    out = tmp_path / "r.jsonl"
+    with ResultsFile(out):
+        with pytest.raises(ResultsFileError, match=f"in use by another `bench run` \\(pid {os.getpid()}") as err:
+            _run(folder, out)
+        _one_line(str(err.value))
+        with pytest.raises(ResultsFileError):
+            ResultsFile(out).__enter__()
+    assert len(_run(folder, out)) == 8  # released on exit
+
+
+def test_second_writer_in_another_process_fails(folder, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pnp_restore.benchmarks.runner import ResultsFile\n"
+         f"with ResultsFile({str(out)!r}):\n    print('locked', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = _bench("run", "--tasks", "denoise@0.05", "--solvers", "pinv", "--data", folder, "--size", "32",
+                     "--out", out, "--metrics", "psnr", "-q")  # fmt: skip
+        assert res.exit_code == 1 and f"pid {holder.pid}" in _one_line(res.output), res.output
+    finally:
+        holder.communicate("\n")
+    assert not out.exists()
+    assert len(_run(folder, out, tasks=["denoise@0.05"], solvers=["pinv"])) == 2
+
+
+def test_resume_key_holds_every_protocol_field_and_the_dtype(folder, tmp_path):
+    out = tmp_path / "r.jsonl"
+    kw = dict(tasks=["denoise@0.05"], solvers=["pinv"])
+    assert len(_run(folder, out, **kw)) == 2
+    assert _run(folder, out, **kw) == []
+    resized = _run(folder, out, crop="resize", **kw)
+    assert len(resized) == 2 and {r["protocol"]["crop"] for r in resized} == {"resize"}
+    reflect = protocols.get("gaussian_deblur@0", size=32, kernel_size=9, padding="reflect")
+    circular = protocols.get("gaussian_deblur@0", size=32, kernel_size=9)
+    assert reflect.id == circular.id and len(_run(folder, out, tasks=[circular], solvers=["pinv"])) == 2
+    assert len(_run(folder, out, tasks=[reflect], solvers=["pinv"])) == 2  # same task id, another boundary
+    assert len(_run(folder, out, dtype=torch.float64, **kw)) == 2
+    assert len(load_rows([out])) == 10
+    md = report(out, tmp_path / "rep")["markdown"].read_text()
+    assert "### Tiny (32 px, resize)" in md and "pinv, float64" in md
+
+
+def test_same_image_name_in_two_folders(tmp_path):
+    a = _image_folder(tmp_path / "a", "imgs", seed=1)
+    b = _image_folder(tmp_path / "b", "imgs", seed=2)
+    out = tmp_path / "r.jsonl"
+    kw = dict(tasks=["denoise@0.05"], solvers=["pinv"])
+    with pytest.raises(ConfigError, match="same name 'imgs'"):
+        _run(None, out, data=[a, b], **kw)
+    assert len(_run(a, out, **kw)) == 1
+    assert len(_run(b, out, **kw)) == 1  # another file named imgs/x: a new row, not "already done"
+    assert len(_run(None, out, data=[a, a], **kw)) == 0  # the same folder twice counts once
+    rows = read_rows(out)
+    assert len({r["sha256"] for r in rows}) == 2 and {r["image"] for r in rows} == {"x"}
+    with pytest.warns(UserWarning, match="stand for different files"):
+        assert len(load_rows([out])) == 2
+    twins = _image_folder(tmp_path, "twins", seed=3, files=("x.png", "x.jpg"))
+    assert sorted(r["image"] for r in _run(twins, tmp_path / "t.jsonl", **kw)) == ["x.jpg", "x.png"]
+
+
+def test_rows_without_sha256_still_count_as_done(folder, tmp_path):
+    """Result files written before the key held the image's SHA-256 resume without re-running."""
+    out = tmp_path / "r.jsonl"
+    rows = _run(folder, out)
+    out.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sha256"}) + "\n" for r in rows))
+    assert _run(folder, out) == []
+    assert len(load_rows([out])) == len(rows)

@@ -9,22 +9,24 @@ real built-in prior and solvers on 32x32 images.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import functools
 import json
 import os
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
-from pnp_restore import cli
+from pnp_restore import cli, io, solvers
 from pnp_restore._rng import SampleRNG
-from pnp_restore.errors import ConfigError
+from pnp_restore.errors import ConfigError, PnPRestoreError
 
 
 class FakePrior(torch.nn.Module):
@@ -65,7 +67,10 @@ class Fake:
             callback({"step": i, "steps": steps, "sigma": 1.0 / (i + 1), "x": x, "x0": x * (i + 1) / steps, "nfe": i + 1})
         self.calls.append({"y": y.clone(), "operator": operator, "solver": solver, "sigma_y": sigma_y, "seed": seed,
                            "steps": steps, "opts": opts})
-        return x, {"nfe": steps, "time_s": 0.01}
+        # what restore() reports: the options that ran include the paper's per-task ones
+        options = {"paper_default": 1.5, **{k: v for k, v in opts.items() if k != "task"}}
+        return x, {"nfe": steps, "time_s": 0.01, "solver": solver, "steps": steps, "seed": seed, "sigma_y": sigma_y,
+                   "options": options}
 
 
 @pytest.fixture
@@ -151,13 +156,13 @@ def test_inpaint_mask_invert_and_options_reach_the_solver(tmp_path, fake):
     image(tmp_path / "p.png")
     m = mask(tmp_path / "m.png") > 0
     res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--mask-invert", "--solver", "ddnm",
-                 "--steps", "3", "--sigma-y", "0", "--seed", "7", "--opt", "eta=0.85", "--opt", "mode=x", "-q",
+                 "--steps", "3", "--sigma-y", "0", "--seed", "7", "--opt", "eta=0.85", "--opt", "travel_length=2", "-q",
                  "--tile", "64", "--dtype", "bfloat16")
     assert res.exit_code == 0, res.output
     assert fake.prior_kwargs["tile"] == 64 and fake.prior_kwargs["dtype"] == torch.bfloat16
     (call,) = fake.calls
     assert call["solver"] == "ddnm" and call["steps"] == 3 and call["sigma_y"] == 0.0 and call["seed"] == 7
-    assert call["opts"] == {"eta": 0.85, "mode": "x", "task": "inpainting"}  # task: the paper's per-task defaults
+    assert call["opts"] == {"eta": 0.85, "travel_length": 2, "task": "inpainting"}  # task: the paper's per-task defaults
     kept = call["operator"].mask[0, 0].numpy() > 0
     assert np.array_equal(kept, m)  # --mask-invert: white = observed
 
@@ -171,17 +176,40 @@ def test_inpaint_mask_size_mismatch_and_resize(tmp_path, fake):
     assert files(tmp_path) == ["m.png", "p.png"] and fake.calls == []
     res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--resize-mask", "-q")
     assert res.exit_code == 0, res.output
-    assert int((fake.calls[0]["operator"].mask == 0).sum()) == 64
+    assert int((fake.calls[0]["operator"].mask == 0).sum()) == 100  # 8x8 plus the soft edge bilinear made
+    res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--resize-mask", "--mask-threshold", "0.5", "-q",
+                 "--overwrite")
+    assert res.exit_code == 0 and int((fake.calls[1]["operator"].mask == 0).sum()) == 64
 
 
-def test_inpaint_non_binary_mask_warns(tmp_path, fake):
+def test_inpaint_antialiased_mask_edges_are_filled(tmp_path, fake):
     image(tmp_path / "p.png")
     m = np.zeros((32, 32), np.uint8)
-    m[:4] = 180
+    m[:4] = 255
+    m[4] = 100  # the soft edge of a brush stroke: partly painted over, so partly damaged
+    m[5] = 1
     cv2.imwrite(str(tmp_path / "m.png"), m)
     res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "-q")
-    assert res.exit_code == 0 and "Warning: m.png is not binary; thresholded at 0.5" in res.output
-    assert int((fake.calls[0]["operator"].mask == 0).sum()) == 4 * 32
+    assert res.exit_code == 0 and "Warning: m.png is not binary; pixels with fill intensity above 0 are filled" in res.output
+    assert int((fake.calls[0]["operator"].mask == 0).sum()) == 6 * 32  # every non-zero pixel is missing
+    assert json.loads((tmp_path / "p_restored.json").read_text())["mask_threshold"] == 0.0
+    res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "-q", "--overwrite", "--mask-threshold", "0.5")
+    assert res.exit_code == 0 and int((fake.calls[1]["operator"].mask == 0).sum()) == 4 * 32
+    # white = kept: only pure white is kept, the grey edge is filled
+    res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "-q", "--overwrite", "--mask-invert")
+    assert res.exit_code == 0 and int((fake.calls[2]["operator"].mask == 1).sum()) == 4 * 32
+    for bad in ("1", "-0.1", "nan"):
+        res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--overwrite", "--mask-threshold", bad)
+        assert res.exit_code == 2 and "--mask-threshold" in res.output and len(fake.calls) == 3
+
+
+def test_help_and_docs_state_the_mask_rule():
+    res = invoke("inpaint", "--help")
+    assert "not pure black is filled" in " ".join(res.output.split())
+    from pathlib import Path
+
+    docs = (Path(cli.__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert "--mask-threshold" in docs and "not pure black" in docs
 
 
 def test_second_run_refuses_before_any_work(tmp_path, fake):
@@ -324,9 +352,6 @@ def test_denoise_sigma_scale_default_and_auto(tmp_path, fake):
 
 
 def test_save_steps_gif(tmp_path, fake):
-    pytest.importorskip("PIL")
-    from PIL import Image
-
     fake.steps = 100
     image(tmp_path / "p.png", 16, 16)
     res = invoke("sr", tmp_path / "p.png", "--scale", "2", "--save-steps", "-q")
@@ -335,15 +360,6 @@ def test_save_steps_gif(tmp_path, fake):
         # 100 steps, at most 40 frames: every 3rd step (33) and the last one
         assert gif.size == (32, 32) and gif.n_frames == 34
 
-
-
-def test_save_steps_png_strip_without_pillow(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(cli, "_steps_ext", lambda: ".png")
-    image(tmp_path / "g.png", 8, 8, channels=1)
-    res = invoke("sr", tmp_path / "g.png", "--scale", "2", "--save-steps", "-q", "--no-sidecar")
-    assert res.exit_code == 0, res.output
-    strip = cv2.imread(str(tmp_path / "g_restored_steps.png"), cv2.IMREAD_UNCHANGED)
-    assert strip.shape == (16, 16 * fake.steps)  # gray input: gray frames side by side
 
 
 # --------------------------------------------------------------------------- errors
@@ -381,8 +397,18 @@ def test_out_of_memory_and_unexpected_errors(tmp_path, fake):
     fake.error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
     res = invoke("sr", tmp_path / "p.png", "--scale", "2")
     assert res.exit_code == 1 and "out of memory; try --tile" in res.output and "--batch-size" in res.output
-    fake.error = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate ... out of memory")
-    assert "out of memory; try --tile" in invoke("sr", tmp_path / "p.png", "--scale", "2").output
+    for err in (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                             "you tried to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"),
+                MemoryError()):
+        fake.error = err
+        res = invoke("sr", tmp_path / "p.png", "--scale", "2", "-q")
+        assert res.exit_code == 1 and res.output == f"Error: {cli._OOM_ADVICE}\n"
+    fake.error = OSError(errno.ENOSPC, "No space left on device", "out.png")
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", "-q")
+    assert res.exit_code == 1 and res.output == "Error: out.png: No space left on device; free some disk space or write elsewhere with -o\n"
+    fake.error = KeyboardInterrupt()
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", "-q")
+    assert res.exit_code == 130 and res.output == "Error: interrupted (Ctrl-C)\n" and files(tmp_path) == ["p.png"]
     fake.error = ZeroDivisionError("boom")
     res = invoke("sr", tmp_path / "p.png", "--scale", "2")
     assert res.exit_code == 1 and "ZeroDivisionError: boom (run again with --debug" in res.output
@@ -410,6 +436,311 @@ def test_priors_table(monkeypatch):
     assert "ffhq-256: https://example.org/ffhq.pt" in res.output  # not a registry entry: its url
 
 
+# --------------------------------------------------------------------------- outputs never replace inputs
+
+
+@pytest.mark.parametrize("output", ["", ".", "p.png", "m.png", "link.png", "hard.png", "m"])
+def test_output_never_replaces_an_input(tmp_path, fake, monkeypatch, output):
+    monkeypatch.chdir(tmp_path)
+    image(tmp_path / "p.png")
+    mask(tmp_path / "m.png")
+    os.symlink(tmp_path / "p.png", tmp_path / "link.png")
+    os.link(tmp_path / "m.png", tmp_path / "hard.png")
+    before = {n: (tmp_path / n).read_bytes() for n in ("p.png", "m.png")}
+    res = invoke("inpaint", "p.png", "m.png", "-o", output, "--overwrite")  # "m": -o m gives m.png
+    assert res.exit_code == 1 and len(res.output.splitlines()) == 1, res.output
+    assert ("-o is empty" if output == "" else "would replace the input") in res.output
+    assert fake.prior_kwargs == {} and fake.calls == []
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    assert files(tmp_path) == ["hard.png", "link.png", "m.png", "p.png"]
+
+
+def test_sidecar_or_kernel_never_replaces_an_input(tmp_path, fake):
+    image(tmp_path / "p.png")
+    k = np.zeros((3, 3), np.uint8)
+    k[1, 1] = 255
+    cv2.imwrite(str(tmp_path / "k.png"), k)
+    (tmp_path / "notes.json").write_text("{}")
+    res = invoke("deblur", tmp_path / "p.png", "--kernel", tmp_path / "k.png", "-o", tmp_path / "k.png", "--overwrite")
+    assert res.exit_code == 1 and "would replace the input" in res.output
+    # out.png's sidecar out.json may not collide with the image out.json... nor two outputs with each other
+    image(tmp_path / "q.png")
+    res = invoke("sr", tmp_path / "p.png", "-o", tmp_path / "notes.png", "--overwrite", "-q")
+    assert res.exit_code == 0  # notes.json is not an input: replaced with --overwrite
+    assert fake.calls and json.loads((tmp_path / "notes.json").read_text())["output"].endswith("notes.png")
+
+
+def test_output_folder_with_trailing_slash_is_created(tmp_path, fake, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image(tmp_path / "p.png")
+    res = invoke("sr", "p.png", "--scale", "2", "-o", "newout/", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "newout").is_dir() and files(tmp_path / "newout") == ["p.json", "p.png"]
+    assert not (tmp_path / "newout.png").exists()
+
+
+@pytest.mark.parametrize("output, message", [
+    ("afile.txt/out.png", "afile.txt is a file, so afile.txt/out.png cannot be created"),
+    ("out.txt", "out.txt: '.txt' is not an image format OpenCV can write; use .png"),
+    ("out.json", "out.json: '.json' is not an image format"),
+    ("sub/", None),
+])
+def test_bad_output_paths_fail_before_any_work(tmp_path, fake, monkeypatch, output, message):
+    monkeypatch.chdir(tmp_path)
+    image(tmp_path / "p.png")
+    (tmp_path / "afile.txt").write_text("x")
+    if message is None:  # an output folder below a file
+        (tmp_path / "sub").write_text("a file")
+        message = "-o sub/ is a file, but a folder is needed"
+    res = invoke("sr", "p.png", "-o", output)
+    assert res.exit_code == 1 and res.output.startswith(f"Error: {message}")
+    assert len(res.output.splitlines()) == 1 and fake.prior_kwargs == {} and fake.calls == []
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--opt", "seed=7"], "--seed"),
+    (["--opt", "sigma_y=0.2"], "--sigma-y"),
+    (["--opt", "solver=dps"], "--solver"),
+    (["--opt", "steps=5"], "--steps"),
+    (["--opt", "task=inpainting"], "cannot be set from the command line"),
+])
+def test_common_options_cannot_go_through_opt(tmp_path, fake, args, flag):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", *args)
+    assert res.exit_code == 1 and "is not a solver option" in res.output and flag in res.output
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+
+
+def test_denoise_sigma_opt_names_its_flag_and_denoiser_refuses_ignored_options(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("denoise", tmp_path / "p.png", "--sigma", "25", "--solver", "pnp_admm", "--opt", "sigma_y=0.2")
+    assert res.exit_code == 1 and "use --sigma instead" in res.output
+    for args in (["--opt", "eta=1"], ["--steps", "5"]):
+        res = invoke("denoise", tmp_path / "p.png", "--sigma", "25", *args)
+        assert res.exit_code == 1 and "takes no --steps or --opt" in res.output
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+
+
+def test_arch_with_the_builtin_prior_is_an_error(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", "--arch", "ffhq_10m")
+    assert res.exit_code == 1 and "--arch only applies to a checkpoint file" in res.output and fake.prior_kwargs == {}
+
+
+def test_opts_are_validated_before_any_work_and_coerced(tmp_path, fake, monkeypatch):
+    seen = []
+
+    def validate_options(solver, options):
+        seen.append((solver, dict(options)))
+        if not isinstance(options.get("eta", 0), (int, float)) or options.get("eta", 0) < 0:
+            raise ConfigError(f"eta={options['eta']!r} is invalid; ddrm's eta is a float >= 0")
+        return {k: float(v) for k, v in options.items()}
+
+    monkeypatch.setattr(solvers, "validate_options", validate_options, raising=False)
+    image(tmp_path / "p.png", 16, 16)
+    for value in ("abc", "[1,2]", "null", "-5"):
+        res = invoke("sr", tmp_path / "p.png", "--opt", f"eta={value}")
+        assert res.exit_code == 1 and res.output.startswith("Error: eta=") and len(res.output.splitlines()) == 1
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+    assert seen[1] == ("ddrm", {"eta": [1, 2]})
+    res = invoke("sr", tmp_path / "p.png", "--opt", "eta=1", "-q")
+    assert res.exit_code == 0 and fake.calls[0]["opts"]["eta"] == 1.0 and isinstance(fake.calls[0]["opts"]["eta"], float)
+
+
+@pytest.mark.parametrize("opt", ["eta=abc", "eta=[1,2]", "eta=null", "eta=-5", "eta=NaN", "zeta=big"])
+def test_bad_opt_values_with_the_real_validation(tmp_path, fake, opt):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", "--opt", opt)
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and len(res.output.splitlines()) == 1
+    assert opt.partition("=")[0] in res.output and "Traceback" not in res.output and "TypeError" not in res.output
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+
+
+def test_sidecar_records_what_ran(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", "--seed", "5", "--samples", "2", "--opt", "eta=0.5", "-q")
+    assert res.exit_code == 0, res.output
+    for j in (0, 1):
+        rec = json.loads((tmp_path / f"p_restored_{j}.json").read_text())
+        assert rec["seed"] == 5 + j and rec["steps"] == fake.steps and rec["solver"] == "ddrm"
+        assert rec["options"] == {"paper_default": 1.5, "eta": 0.5}  # from restore()'s info, task defaults included
+        assert "opts" not in rec
+    res = invoke("denoise", tmp_path / "p.png", "--sigma", "25", "-q", "-o", tmp_path / "d.png")
+    rec = json.loads((tmp_path / "d.json").read_text())
+    assert res.exit_code == 0 and rec["seed"] is None and rec["steps"] == 1 and rec["options"] == {}
+
+
+@pytest.mark.parametrize("args, name", [
+    (["--steps", "1e12"], "--steps"),
+    (["--steps", str(2**70)], "--steps"),
+    (["--steps", "100001"], "--steps"),
+    (["--seed", str(2**64)], "--seed"),
+    (["--seed", "-1"], "--seed"),
+    (["--scale", "100"], "--scale"),
+    (["--sigma-y", "nan"], "--sigma-y"),
+    (["--sigma-y", "5"], "--sigma-y"),
+    (["--samples", "100000"], "--samples"),
+    (["--batch-size", "0"], "--batch-size"),
+])
+def test_out_of_range_numbers_are_usage_errors(tmp_path, fake, args, name):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", *args)
+    assert res.exit_code == 2 and f"Invalid value for '{name}'" in res.output and "Traceback" not in res.output
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+
+
+def test_negative_motion_kernel_seed_is_a_usage_error(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("deblur", tmp_path / "p.png", "--kernel", "motion:0.5", "--seed", "-3")
+    assert res.exit_code == 2 and "Invalid value for '--seed'" in res.output and fake.calls == []
+
+
+def test_seed_plus_outputs_may_not_overflow(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    res = invoke("sr", tmp_path / "p.png", "--seed", str(cli.MAX_SEED), "--samples", "2")
+    assert res.exit_code == 1 and "use a smaller --seed" in res.output and fake.prior_kwargs == {}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_memory_estimate_refuses_before_loading_the_prior(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(cli, "_available_memory", lambda device: 2**20)
+    image(tmp_path / "p.png", 64, 64)
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2")
+    assert res.exit_code == 1 and len(res.output.splitlines()) == 1
+    assert "restoring 1 image(s) of 128x128 at once needs about" in res.output and "--tile 256" in res.output
+    assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
+
+
+def test_memory_estimate_of_a_24_megapixel_photo(monkeypatch):
+    common = cli.Common(solver="ddrm", prior="builtin", arch=None, steps=None, seed=0, device="cpu", dtype="float32",
+                        output=None, overwrite=False, samples=1, save_steps=False, tile=None, batch_size=4,
+                        sidecar=True, quiet=True, opt=())
+    cpu, photo = torch.device("cpu"), {(1, 3, 4000, 6000): 1}
+    monkeypatch.setattr(cli, "_available_memory", lambda device: 8 * 2**30)
+    with pytest.raises(ConfigError, match=r"6000x4000 at once needs about \d+\.\d GiB .* use --tile 256"):
+        cli._check_memory(photo, common, cpu)
+    cli._check_memory(photo, dataclasses.replace(common, tile=256), cpu)  # fits tiled
+    cli._check_memory({(1, 3, 256, 256): 4}, common, cpu)
+    monkeypatch.setattr(cli, "_available_memory", lambda device: 2**30)
+    with pytest.raises(ConfigError, match="too large for this machine even tiled"):
+        cli._check_memory(photo, dataclasses.replace(common, tile=256), cpu)
+
+
+def test_available_memory_is_positive_on_cpu():
+    assert cli._available_memory(torch.device("cpu")) > 0
+
+
+# --------------------------------------------------------------------------- all outputs or none
+
+
+def test_failed_sidecar_write_leaves_no_image(tmp_path, fake, monkeypatch):
+    image(tmp_path / "p.png", 16, 16)
+
+    def full_disk(**record):
+        raise OSError(errno.ENOSPC, "No space left on device", "p_restored.json")
+
+    monkeypatch.setattr(io, "sidecar_bytes", full_disk)
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", "-q")
+    assert res.exit_code == 1 and res.output == "Error: p_restored.json: No space left on device; free some disk space or write elsewhere with -o\n"
+    assert files(tmp_path) == ["p.png"]  # no image, no temporaries
+
+
+def test_failure_in_a_later_batch_writes_nothing(tmp_path, fake, monkeypatch):
+    image(tmp_path / "a.png", 16, 16)
+    image(tmp_path / "b.png", 8, 8)
+    real = fake.restore
+
+    def second_fails(y, *args, **kwargs):
+        if fake.calls:
+            raise ZeroDivisionError("boom")
+        return real(y, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "_restore", second_fails)
+    res = invoke("sr", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out/", "--scale", "2")
+    assert res.exit_code == 1 and len(fake.calls) == 1
+    assert files(tmp_path) == ["a.png", "b.png"]  # the folder it created is gone too
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path, fake):
+    image(tmp_path / "p.png", 16, 16)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    stale = tmp_path / f".p_restored.png{io.TMP_MARK}{dead}"
+    live = tmp_path / f".other.png{io.TMP_MARK}{os.getppid()}"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"in progress")
+    res = invoke("sr", tmp_path / "p.png", "--scale", "2", "-q")
+    assert res.exit_code == 0, res.output
+    assert not stale.exists() and live.exists()
+    assert files(tmp_path) == [live.name, "p.png", "p_restored.json", "p_restored.png"]
+
+
+# --------------------------------------------------------------------------- one error boundary for all commands
+
+
+@pytest.fixture
+def lazy_command(tmp_path, monkeypatch):
+    """A lazy command ``boom KIND`` raising the error KIND, registered like train-prior and bench."""
+    (tmp_path / "boom_cmd.py").write_text("""
+import errno, click
+from pnp_restore.errors import CheckpointError
+
+ERRORS = {
+    "project": lambda: CheckpointError("run/checkpoint.pt is truncated; delete it and train again"),
+    "missing": lambda: FileNotFoundError(errno.ENOENT, "No such file or directory", "data/x.png"),
+    "disk": lambda: OSError(errno.ENOSPC, "No space left on device", "run/log.csv"),
+    "denied": lambda: PermissionError(errno.EACCES, "Permission denied", "/root/run"),
+    "memory": lambda: MemoryError(),
+    "allocator": lambda: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
+    "interrupt": lambda: KeyboardInterrupt(),
+}
+
+@click.command("boom")
+@click.argument("kind")
+def boom(kind):
+    raise ERRORS[kind]()
+""")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli._Group.lazy, "boom", ("boom_cmd", "boom", "Raise an error."))
+
+
+@pytest.mark.parametrize("kind, line, code", [
+    ("project", "run/checkpoint.pt is truncated; delete it and train again", 1),
+    ("missing", "data/x.png: No such file or directory; check the path", 1),
+    ("disk", "run/log.csv: No space left on device; free some disk space or write elsewhere with -o", 1),
+    ("denied", "/root/run: Permission denied; check the permissions or choose another path", 1),
+    ("memory", cli._OOM_ADVICE, 1),
+    ("allocator", cli._OOM_ADVICE, 1),
+    ("interrupt", "interrupted (Ctrl-C)", 130),
+])
+def test_lazy_commands_share_the_error_boundary(lazy_command, kind, line, code):
+    res = CliRunner().invoke(cli.main, ["boom", kind])
+    assert res.exit_code == code and res.output == f"Error: {line}\n"
+
+
+def test_debug_keeps_the_traceback_for_lazy_commands(lazy_command):
+    res = CliRunner().invoke(cli.main, ["--debug", "boom", "project"])
+    assert isinstance(res.exception, PnPRestoreError)
+
+
+def test_priors_errors_are_one_line(monkeypatch):
+    from pnp_restore import priors
+
+    def broken():
+        raise OSError(errno.EACCES, "Permission denied", "/weights")
+
+    monkeypatch.setattr(priors, "available", broken, raising=False)
+    res = invoke("priors")
+    assert res.exit_code == 1 and res.output == "Error: /weights: Permission denied; check the permissions or choose another path\n"
+    res = CliRunner().invoke(cli.main, ["priors", "--debug"])
+    assert isinstance(res.exception, PermissionError)
+
+
 # --------------------------------------------------------------------------- subprocess
 
 
@@ -419,11 +750,9 @@ def _python(*args, cwd=None):
                           check=False, text=True, env=env, cwd=cwd, timeout=120)
 
 
-def test_subprocess_help_is_fast_and_errors_have_no_traceback(tmp_path):
-    start = time.perf_counter()
+def test_subprocess_help_and_errors_have_no_traceback(tmp_path):
     res = _python("--help")
     assert res.returncode == 0 and "inpaint" in res.stdout
-    assert time.perf_counter() - start < 10
     image(tmp_path / "p.png", 16, 16)
     mask(tmp_path / "m.png", 8, 8, box=(slice(0, 2), slice(0, 2)))
     res = _python("inpaint", tmp_path / "p.png", tmp_path / "m.png")
@@ -481,7 +810,8 @@ def test_real_solvers_with_gaussian_prior(tmp_path, gaussian, command, size, out
     res_0 = cv2.imread(str(tmp_path / "p_restored_0.png"))
     assert res_0.shape == (out, out, 3)
     rec = json.loads((tmp_path / "p_restored_1.json").read_text())
-    assert rec["seed"] == 1 and rec["nfe"] >= 1 and rec["time_s"] > 0
+    denoiser = command[0] == "denoise" and "--solver" not in command  # one deterministic call: no seed
+    assert rec["seed"] == (None if denoiser else 1) and rec["nfe"] >= 1 and rec["time_s"] > 0
     if command[0] == "inpaint":  # sigma_y = 0: the observed pixels are kept
         assert np.abs(res_0[~m].astype(int) - arr[~m]).max() <= 1
         assert np.abs(res_0[m].astype(float) - 127.5).mean() < 60  # filled from the prior

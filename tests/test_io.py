@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import subprocess
+import sys
 import warnings
 
 import cv2
@@ -12,12 +15,17 @@ import pytest
 import torch
 
 from pnp_restore.errors import PnPRestoreError, ShapeError
+from pnp_restore import io
 from pnp_restore.io import (
+    TMP_MARK,
     ImageIOError,
     ImageMeta,
     OutputExistsError,
+    OutputSet,
+    check_output,
     read_image,
     read_mask,
+    remove_stale_temporaries,
     write_image,
     write_sidecar,
 )
@@ -28,7 +36,7 @@ def _rng():
 
 
 def _leftovers(folder):
-    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    return [p.name for p in folder.iterdir() if TMP_MARK in p.name]
 
 
 def test_rgb8_roundtrip_exact_and_bgr_order(tmp_path):
@@ -114,7 +122,7 @@ def test_refuses_to_overwrite_and_is_atomic(tmp_path):
     write_image(out, torch.ones(1, 3, 4, 4), overwrite=True)
     assert out.read_bytes() != before
     # An encoder failure leaves neither the file nor a temporary behind.
-    with pytest.raises(ImageIOError, match="cannot encode"):
+    with pytest.raises(ImageIOError, match="'.xyz' is not an image format OpenCV can write"):
         write_image(tmp_path / "bad.xyz", x)
     assert not (tmp_path / "bad.xyz").exists() and _leftovers(tmp_path) == []
     mode = os.stat(out).st_mode & 0o777
@@ -154,18 +162,26 @@ def test_read_mask_convention_invert_and_resize(tmp_path):
     assert torch.equal(read_mask(path, (8, 8), invert=True), 1 - m)
     with pytest.raises(ShapeError, match="--resize-mask"):
         read_mask(path, (1, 3, 16, 12))
-    big = read_mask(path, (1, 3, 16, 16), resize=True)
+    big = read_mask(path, (1, 3, 16, 16), resize=True, threshold=0.5)
     assert big.shape == (1, 1, 16, 16) and int((big == 0).sum()) == 36
+    assert int((read_mask(path, (16, 16), resize=True) == 0).sum()) == 64  # default: the bilinear rim is missing too
 
 
-def test_read_mask_thresholds_non_binary_with_warning(tmp_path):
+def test_read_mask_fills_every_non_zero_pixel_by_default(tmp_path):
     m = np.zeros((4, 4), np.uint8)
-    m[0, :] = 200  # >= 0.5: fill
-    m[1, :] = 100  # < 0.5: keep
+    m[0, :] = 200
+    m[1, :] = 100  # an anti-aliased edge: partly painted over, so partly damaged
+    m[2, :] = 1
     cv2.imwrite(str(tmp_path / "soft.png"), m)
     with pytest.warns(UserWarning, match="not binary"):
         out = read_mask(tmp_path / "soft.png", (4, 4))
-    assert out[0, 0, 0].tolist() == [0.0] * 4 and out[0, 0, 1].tolist() == [1.0] * 4
+    assert out[0, 0, :, 0].tolist() == [0.0, 0.0, 0.0, 1.0]  # only pure black is observed
+    with pytest.warns(UserWarning, match="above 0.5"):
+        half = read_mask(tmp_path / "soft.png", (4, 4), threshold=0.5)
+    assert half[0, 0, :, 0].tolist() == [0.0, 1.0, 1.0, 1.0]
+    with pytest.warns(UserWarning):
+        inv = read_mask(tmp_path / "soft.png", (4, 4), invert=True)  # white = kept: only pure white is kept
+    assert inv[0, 0, :, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_mask(_mask_file(tmp_path / "bin.png", size=(4, 4)), (4, 4))
@@ -184,3 +200,86 @@ def test_sidecar_content_and_refusal(tmp_path):
     }
     with pytest.raises(OutputExistsError):
         write_sidecar(path, solver="x", prior="y", seed=0, steps=1, sigma_y=0.0)
+
+
+def test_output_set_writes_all_or_nothing(tmp_path, monkeypatch):
+    with OutputSet() as out:
+        out.add(tmp_path / "new" / "a.png", b"a")
+        out.add(tmp_path / "new" / "a.json", b"j")
+        assert sorted(os.listdir(tmp_path / "new")) == sorted(f".{n}{TMP_MARK}{os.getpid()}" for n in ("a.png", "a.json"))
+    assert (tmp_path / "new" / "a.png").read_bytes() == b"a" and _leftovers(tmp_path / "new") == []
+    # The second rename fails: the first file is removed again, and the folder the set created.
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OSError), OutputSet() as out:
+        out.add(tmp_path / "b" / "c" / "b.png", b"b")
+        out.add(tmp_path / "b" / "c" / "b.json", b"j")
+    assert not (tmp_path / "b").exists()
+    # An error in the with block: nothing is moved into place.
+    with pytest.raises(ZeroDivisionError), OutputSet() as out:
+        out.add(tmp_path / "c.png", b"c")
+        1 / 0
+    assert sorted(os.listdir(tmp_path)) == ["new"]
+
+
+def test_output_set_write_error_is_one_line(tmp_path, monkeypatch):
+    out = OutputSet()
+    out.add(tmp_path / "a.png", b"a")
+    monkeypatch.setattr(io.os, "fdopen", lambda fd, mode: _Full(fd))
+    with pytest.raises(ImageIOError, match=r"b\.json: No space left on device; free some disk space"):
+        out.add(tmp_path / "b.json", b"j")
+    assert os.listdir(tmp_path) == []  # a.png's temporary went too
+
+
+class _Full:
+    def __init__(self, fd):
+        os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_stale_temporaries_are_removed_only_for_dead_processes(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    names = [f".a.png{TMP_MARK}{dead}", f".b.png{TMP_MARK}{os.getppid()}", f".c.png{TMP_MARK}{os.getpid()}",
+             ".d.png.tmp", "e.png"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [tmp_path / names[0]]
+    assert sorted(os.listdir(tmp_path)) == sorted(names[1:])
+
+
+def test_check_output_never_allows_an_input(tmp_path):
+    (tmp_path / "in.png").write_bytes(b"x")
+    os.symlink(tmp_path / "in.png", tmp_path / "link.png")
+    os.link(tmp_path / "in.png", tmp_path / "hard.png")
+    inputs = (tmp_path / "in.png",)
+    for out in ("in.png", "link.png", "hard.png", "./sub/../in.png"):
+        with pytest.raises(ImageIOError, match="would replace the input"):
+            check_output(tmp_path / out, overwrite=True, inputs=inputs)
+    check_output(tmp_path / "other.png", inputs=inputs)
+    with pytest.raises(ImageIOError, match="in.png is a file, so"):
+        check_output(tmp_path / "in.png" / "x" / "out.png", inputs=())
+    with pytest.raises(ImageIOError, match="is a folder"):
+        check_output(tmp_path, overwrite=True)
+
+
+def test_encode_refuses_unknown_formats_before_writing(tmp_path):
+    for name in ("out.txt", "out"):
+        with pytest.raises(ImageIOError, match="OpenCV can write; use .png"):
+            write_image(tmp_path / name, torch.zeros(1, 3, 4, 4))
+    assert os.listdir(tmp_path) == []

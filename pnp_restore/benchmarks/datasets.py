@@ -2,6 +2,8 @@
 
 A dataset is a folder; its name is the folder's name and its images are the
 files with an image extension, in sorted order (``limit`` takes the first N).
+An image is named by its file stem (by the whole file name when two files share
+a stem) and identified in result rows by that name and the SHA-256 of its file.
 Images are read with :func:`pnp_restore.io.read_image`; grayscale images are
 repeated to RGB (two Set14 images are grayscale) and alpha is dropped.
 
@@ -13,26 +15,29 @@ file. Nothing here depends on that location.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..data import DatasetError, list_images, verify  # noqa: F401
+from ..data import DatasetError, file_sha256, list_images, verify  # noqa: F401
 from ..errors import ConfigError
 
 Tensor = torch.Tensor
 
 @dataclass
 class BenchImage:
-    """One benchmark image: ``x`` (1, 3, size, size) float32 in [0, 1]; ``index`` is its place in the folder."""
+    """One benchmark image: ``x`` (1, 3, size, size) float32 in [0, 1]; ``index`` is its place in the folder,
+    ``sha256`` the hex SHA-256 of its file."""
 
     dataset: str
     name: str
     index: int
     path: Path
     x: Tensor
+    sha256: str | None = None
 
     @property
     def key(self) -> str:
@@ -59,6 +64,11 @@ def fit(x: Tensor, size: int, crop: str = "center") -> Tensor:
     return x[..., t : t + size, l : l + size].contiguous()
 
 
+def dataset_name(folder: str | Path) -> str:
+    """The name of the dataset in ``folder``: the folder's own name (also for ``.`` or a trailing slash)."""
+    return Path(os.path.abspath(folder)).name
+
+
 def load(
     folder: str | Path,
     size: int = 256,
@@ -73,12 +83,14 @@ def load(
     files = list_images(folder, limit)
     if manifest is not None:
         verify(files, manifest)
+    stems = [f.stem for f in files]
     out = []
     for i, f in enumerate(files):
         x, _ = read_image(f)
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        out.append(BenchImage(folder.name, f.stem, i, f, fit(x.float(), size, crop)))
+        name = f.stem if stems.count(f.stem) == 1 else f.name
+        out.append(BenchImage(dataset_name(folder), name, i, f, fit(x.float(), size, crop), file_sha256(f)))
     return out
 
 
-__all__ = ["BenchImage", "DatasetError", "list_images", "verify", "fit", "load"]
+__all__ = ["BenchImage", "DatasetError", "list_images", "verify", "fit", "load", "dataset_name"]

@@ -13,7 +13,7 @@ is CPU-bound (tens of seconds per call at 256 px); add ``--solvers ...,pnp_bm3d`
 to a run on a subset.
 
 Neither names a data folder: pass ``--data`` (see ``benchmarks/run_quick.sh``).
-A preset can also be a JSON file with the same keys.
+A preset can also be a JSON file: an object with some of the keys :data:`KEYS`.
 """
 
 from __future__ import annotations
@@ -45,14 +45,57 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _str_list(v) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+def _int(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+#: keys a preset may set, each with a check of its value and the expected form.
+KEYS: dict[str, tuple] = {
+    "tasks": (_str_list, "a task id or a list of them"),
+    "solvers": (_str_list, "a solver name or a list of them"),
+    "priors": (_str_list, "a prior source or a list of them"),
+    "size": (lambda v: _int(v, 8), "an integer >= 8"),
+    "crop": (lambda v: v in ("center", "resize"), '"center" or "resize"'),
+    "images": (lambda v: v is None or _int(v, 1), "an integer >= 1 or null"),
+    "steps": (lambda v: v is None or _int(v, 1) or (isinstance(v, dict) and all(_int(x, 1) for x in v.values())),
+              "an integer >= 1, null, or {solver: steps}"),  # fmt: skip
+    "seeds": (lambda v: isinstance(v, list) and bool(v) and all(_int(x, 0) for x in v), "a non-empty list of integers >= 0"),
+    "solver_options": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                       "{solver: {option: value}}"),  # fmt: skip
+}
+
+
+def check(preset: dict, source: str = "preset") -> dict:
+    """``preset`` itself if every key is known and every value has the right form; else :class:`ConfigError`."""
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{source} must hold a JSON object {{key: value}}; got {type(preset).__name__}")
+    for key, value in preset.items():
+        if key not in KEYS:
+            raise ConfigError(f"unknown key {key!r} in {source}; use {', '.join(KEYS)}")
+        ok, form = KEYS[key]
+        if not ok(value):
+            raise ConfigError(f"{key!r} in {source} must be {form}; got {json.dumps(value)[:60]}")
+    return preset
+
+
 def get(preset: str | Path) -> dict:
-    """A preset by name, or read from a JSON file."""
+    """A preset by name, or read from a JSON file (checked with :func:`check`)."""
     if str(preset) in PRESETS:
         return dict(PRESETS[str(preset)])
     path = Path(preset)
-    if path.suffix == ".json" and path.is_file():
-        return json.loads(path.read_text())
-    raise ConfigError(f"unknown benchmark preset {str(preset)!r}; use {' or '.join(PRESETS)} or a .json file")
+    if path.suffix != ".json" or not path.is_file():
+        raise ConfigError(f"unknown benchmark preset {str(preset)!r}; use {' or '.join(PRESETS)} or a .json file")
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"preset {path} is not valid JSON ({str(e).splitlines()[0][:80]}); fix the file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read preset {path}: {e.strerror or e}") from None
+    return check(data, f"preset {path}")
 
 
-__all__ = ["PRESETS", "get"]
+__all__ = ["PRESETS", "KEYS", "check", "get"]

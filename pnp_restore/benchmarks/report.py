@@ -10,8 +10,12 @@
   and two inline SVG scatter plots (PSNR vs NFE, LPIPS vs seconds per image), one
   point per (task, method).
 
-A method is ``solver`` (``+ prior``) (``, N steps`` when steps were set). Files
-``<stem>.rank<r>.jsonl`` next to a given ``<stem>.jsonl`` (sharded runs) are merged.
+A method is ``solver`` (``+ prior``) (``, N steps`` when steps were set; ``,
+<dtype>`` when not float32); a table is a dataset at one size (``, resize`` for
+``crop="resize"``). Files ``<stem>.rank<r>.jsonl`` next to a given
+``<stem>.jsonl`` (sharded runs) are merged. Rows of distinct image files are
+never merged, even when their dataset and image names agree (a warning says
+so, as they are then pooled in one table).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import base64
 import html
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
-from .runner import ALL_METRICS, read_rows, row_key
+from ..errors import ConfigError
+from .runner import ALL_METRICS, keyed_rows
 
 _LABELS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips_alex": "LPIPS-Alex ↓", "lpips_vgg": "LPIPS-VGG ↓"}
 _FORMAT = {"psnr": "{:.2f} ± {:.2f}", "ssim": "{:.4f} ± {:.4f}", "lpips_alex": "{:.4f} ± {:.4f}", "lpips_vgg": "{:.4f} ± {:.4f}"}
@@ -32,7 +38,14 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 def method(row: dict) -> str:
     """Display name of a row's method: ``solver [+ prior] [, N steps]``."""
     name = row["solver"] if row.get("prior", "none") == "none" else f"{row['solver']} + {row['prior']}"
-    return name if row.get("steps") is None else f"{name}, {row['steps']} steps"
+    name = name if row.get("steps") is None else f"{name}, {row['steps']} steps"
+    return name if row.get("dtype", "float32") == "float32" else f"{name}, {row['dtype']}"
+
+
+def _table(row: dict) -> str:
+    """Table of a row: ``<dataset> (<size> px[, resize])``."""
+    crop = row["protocol"].get("crop", "center")
+    return f"{row['dataset']} ({row['protocol']['size']} px{'' if crop == 'center' else f', {crop}'})"
 
 
 def load_rows(paths: list[str | Path]) -> list[dict]:
@@ -40,19 +53,32 @@ def load_rows(paths: list[str | Path]) -> list[dict]:
 
     Each row gets ``_dir``, the folder of its file (saved image paths are relative to it).
     """
-    files: list[Path] = []
-    for p in map(Path, paths):
-        files += [p] if p.is_file() else []
-        files += sorted(p.parent.glob(f"{p.stem}.rank*{p.suffix}"))
-    if not files:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"no results files found at {', '.join(map(str, paths))}; run `pnp-restore bench run` first")
     rows = {}
-    for f in files:
-        for r in read_rows(f):
-            rows[row_key(r)] = {**r, "_dir": str(f.parent)}
+    for p in map(Path, paths):
+        files = ([p] if p.is_file() else []) + sorted(p.parent.glob(f"{p.stem}.rank*{p.suffix}"))
+        if not files:
+            raise ConfigError(f"no results file at {p} (nor its .rank<r> shards); run `pnp-restore bench run` first")
+        found = {key: {**r, "_dir": str(f.parent)} for f in files for key, r in keyed_rows(f).items()}
+        if not found:
+            raise ConfigError(f"{p} holds no benchmark rows; pass the --out file of a `pnp-restore bench run` that finished a row")
+        rows.update(found)
+    _warn_same_names(rows.values())
     return list(rows.values())
+
+
+def _warn_same_names(rows) -> None:
+    """Warn when one (dataset, image) name stands for several image files: their rows are pooled in one table."""
+    shas: dict[tuple, set] = defaultdict(set)
+    for r in rows:
+        shas[(r["dataset"], r["image"])].add(r.get("sha256"))
+    clashes = sorted(k for k, v in shas.items() if len(v - {None}) > 1)
+    if clashes:
+        dataset, image = clashes[0]
+        warnings.warn(
+            f"{len(clashes)} image name(s) stand for different files (e.g. {dataset}/{image}); their rows are kept but "
+            "pooled in one table: give the dataset folders distinct names to report them apart",
+            stacklevel=3,
+        )
 
 
 def _mean_std(values: list[float]) -> tuple[float, float] | None:
@@ -68,7 +94,7 @@ def summarize(rows: list[dict], pooled: bool = False) -> dict[str, list[dict]]:
     with ``pooled`` one group ``"all"`` over every dataset and size."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        where = "all" if pooled else f"{r['dataset']} ({r['protocol']['size']} px)"
+        where = "all" if pooled else _table(r)
         groups[(where, r["task"], method(r))].append(r)
     out: dict[str, list[dict]] = defaultdict(list)
     for (dataset, task, meth), rs in sorted(groups.items()):
@@ -159,7 +185,7 @@ def _grids(rows: list[dict], per_task: int) -> list[str]:
     first_seed = min((r["seed"] for r in rows), default=0)
     for r in rows:
         if "images" in r and r["seed"] == first_seed:
-            by[(r["dataset"], r["task"], r["image"])][method(r)] = r
+            by[(r["dataset"], r["task"], r["image"], r.get("sha256") or "")][method(r)] = r
     out = []
     for (dataset, task), keys in sorted(_group_images(by).items()):
         methods = sorted({m for k in keys for m in by[k]})

@@ -1,12 +1,19 @@
 """Benchmark runs: (image, task, solver, prior, seed) rows streamed to JSON lines.
 
 Each finished row is appended to the results file, flushed and fsynced, so a
-killed run loses at most the batch in flight. Starting the same run again reads
-the file, skips the rows it holds (same image, task, solver, prior, seed, steps,
-size and solver options: :func:`row_key`) and truncates a torn last line before
-appending. Rows hold everything needed to interpret them: the
-protocol's fields, the solver and its options, metrics, NFE, wall-clock per
-image and peak memory.
+killed run loses at most the batch in flight. The file is created with its
+first row (a run that fails before any row leaves no file) and is held with an
+exclusive lock (``<file>.lock``, :func:`fcntl.flock`) while the run lasts, so a
+second run on the same file stops at once instead of duplicating rows.
+Starting the same run again reads the file, skips the rows it holds (same
+image file, solver, prior, seed, steps, every protocol field, dtype and solver
+options: :func:`row_key`) and truncates a torn last line before appending. An
+image is identified by its dataset (folder name), name and the SHA-256 of its
+file, so two folders holding different ``x.png`` never share a row. Rows
+written before the SHA-256 was recorded (no ``sha256`` field) still count as
+done for an image of the same dataset and name. Rows hold everything needed to
+interpret them: the protocol's fields, the solver and its options, metrics,
+NFE, wall-clock per image and peak memory.
 
 Seeding. The degradation of an image depends only on its key and the protocol
 (see :mod:`.protocols`). The solver of the image at position ``index`` of its
@@ -22,6 +29,7 @@ and :func:`pnp_restore.benchmarks.report.report` merges the files.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -44,18 +52,48 @@ SolverFn = Callable[..., tuple[Tensor, dict]]
 SEED_STRIDE = 100_000
 #: row fields that legitimately differ between two runs of the same work.
 VOLATILE = ("time_s", "peak_mem_mb", "batch_size", "device_name", "finished")
-KEY_FIELDS = ("dataset", "image", "task", "solver", "prior", "seed")
+KEY_FIELDS = ("dataset", "image", "solver", "prior", "seed", "protocol")
 ALL_METRICS = ("psnr", "ssim", "lpips_alex", "lpips_vgg")
 
 
-def work_key(dataset, image, task, solver, prior, seed, steps, size, options) -> tuple:
-    """Identity of a unit of work: what a resumed run compares against :func:`row_key`."""
-    return (dataset, image, task, solver, prior, seed, steps, size, json.dumps(options or {}, sort_keys=True))
+class ResultsFileError(PnPRestoreError, OSError):
+    """A results file cannot be locked or written (another run holds it, the disk is full...)."""
+
+
+def work_key(dataset, image, sha256, solver, prior, seed, steps, protocol: dict, dtype: str, options) -> tuple:
+    """Identity of a unit of work: what a resumed run compares against :func:`row_key`.
+
+    ``protocol`` is the dict of every protocol field (task, noise level, size, crop, ...);
+    ``sha256`` the image file's (None for rows written before it was recorded).
+    """
+    return (dataset, image, sha256, solver, prior, seed, steps, json.dumps(protocol, sort_keys=True), dtype,
+            json.dumps(options or {}, sort_keys=True))  # fmt: skip
 
 
 def row_key(row: dict) -> tuple:
-    """Identity of a row: (dataset, image, task, solver, prior, seed, steps, image size, solver options)."""
-    return work_key(*(row[k] for k in KEY_FIELDS), row.get("steps"), row["protocol"]["size"], row.get("options"))
+    """Identity of a row: (dataset, image, image sha256, solver, prior, seed, steps, protocol fields, dtype, options)."""
+    return work_key(row["dataset"], row["image"], row.get("sha256"), row["solver"], row["prior"], row["seed"],
+                    row.get("steps"), row["protocol"], row.get("dtype", "float32"), row.get("options"))  # fmt: skip
+
+
+def keyed_rows(path: str | Path, repair: bool = False) -> dict[tuple, dict]:
+    """{:func:`row_key`: row} of a results file (a later duplicate wins); see :func:`read_rows` for ``repair``.
+
+    Raises:
+        ConfigError: the file holds a line that is not a benchmark result row.
+    """
+    out = {}
+    for n, row in enumerate(read_rows(path, repair), 1):
+        missing = [k for k in KEY_FIELDS if not isinstance(row, dict) or k not in row]
+        try:
+            if not missing and isinstance(row["protocol"], dict):
+                out[row_key(row)] = row
+                continue
+        except TypeError:  # a field of an unhashable type: not one of our rows
+            pass
+        raise ConfigError(f"{path} is not a benchmark results file (row {n} lacks or mangles "
+                          f"{', '.join(missing) or 'a key field'}); pass the --out file of `pnp-restore bench run`")  # fmt: skip
+    return out
 
 
 # -- results file ----------------------------------------------------------------
@@ -75,10 +113,13 @@ def read_rows(path: str | Path, repair: bool = False) -> list[dict]:
         if line:
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if data[nl + 1 :].strip():
-                    raise ConfigError(f"{path} has a corrupt line {line[:60]!r} before its end; fix or remove it") from None
-                break
+            except ValueError:  # JSONDecodeError, or UnicodeDecodeError for a binary file
+                if not data[nl + 1 :].strip():
+                    break
+                if not rows:
+                    raise ConfigError(f"{path} is not a JSON-lines results file (it does not start with a JSON line); "
+                                      "pass the --out file of `pnp-restore bench run`") from None  # fmt: skip
+                raise ConfigError(f"{path} has a corrupt line {line[:60]!r} before its end; fix or remove it") from None
         good_end = start = nl + 1
     if repair and good_end < len(data):
         with open(path, "r+b") as f:
@@ -91,6 +132,104 @@ def append_row(f, row: dict) -> None:
     f.write(json.dumps(row, sort_keys=True) + "\n")
     f.flush()
     os.fsync(f.fileno())
+
+
+def _os_error(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+class ResultsFile:
+    """A results file held by one run: locked on entry, created with its first row.
+
+    ``with ResultsFile(path) as results``: ``results.done`` is :func:`keyed_rows` of the file
+    (a torn last line cut off); :meth:`append` writes a row. The lock is ``<path>.lock``,
+    taken with a non-blocking :func:`fcntl.flock` (where fcntl exists), so a second run on
+    the same file fails at once, naming the process that holds it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock = self._file = None
+        self.done: dict[tuple, dict] = {}
+
+    def __enter__(self) -> ResultsFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._acquire()
+            self.done = keyed_rows(self.path, repair=True)
+        except OSError as e:
+            self.__exit__(None, None, None)
+            if isinstance(e, PnPRestoreError):
+                raise
+            raise ResultsFileError(f"cannot use results file {self.path}: {_os_error(e)}; check the path and free space") from None
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): unlocked, as before
+            return
+        for _ in range(10):  # retry if the holder removed the lock file between our open and flock
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                raise ResultsFileError(
+                    f"{self.path} is in use by another `bench run` ({self._holder()}, lock {self.lock_path}); "
+                    "wait for it to finish or pass another --out"
+                ) from None
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._lock = fd
+                return
+            os.close(fd)
+        raise ResultsFileError(f"cannot lock {self.lock_path}: it keeps being replaced; remove it and run again")
+
+    def _holder(self) -> str:
+        try:
+            pid = self.lock_path.read_text().strip()
+        except OSError:
+            pid = ""
+        return f"pid {pid}" if pid.isdigit() else "process unknown"
+
+    def append(self, row: dict) -> None:
+        """Append ``row`` (creating the file on the first row); a failed write raises :class:`ResultsFileError`."""
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a")
+            append_row(self._file, row)
+        except OSError as e:
+            raise ResultsFileError(
+                f"cannot write to {self.path}: {_os_error(e)}; free space and run the same command again "
+                "(finished rows are kept)"
+            ) from None
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # a failed flush was already reported by append()
+            self._file = None
+        if self._lock is not None:
+            try:  # unlink before unlocking: a waiting opener then sees a new inode and retries
+                os.unlink(self.lock_path)
+            except OSError:
+                pass
+            os.close(self._lock)
+            self._lock = None
 
 
 # -- solvers -------------------------------------------------------------------------
@@ -239,9 +378,11 @@ def run(
     """
     from tqdm import tqdm
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..devices import resolve_device
+
+    device = resolve_device(device)
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        device = resolve_device(f"cuda:{os.environ['LOCAL_RANK']}")
     batch_size = batch_size or (8 if device.type == "cuda" else 1)
     rank, world_size = _rank_world(rank, world_size)
     out = shard_path(out, rank, world_size)
@@ -255,9 +396,7 @@ def run(
     needs_prior = any(needs for _, needs, _ in solver_fns.values())
     prior_specs = priors if isinstance(priors, (list, tuple)) else [priors]
     prior_list = [_load_prior(p, device) for p in prior_specs] if needs_prior else []
-    folders = [data] if isinstance(data, (str, Path)) else list(data)
-    if not folders:
-        raise ConfigError("no dataset given; pass --data DIR (a folder of images)")
+    folders = _folders(data)
     sets = {}
     for folder in folders:
         for p in {(p.size, p.crop) for p in protos}:
@@ -277,17 +416,18 @@ def run(
                             units.append((seed, name, fn, prior_name, prior, proto, chunk))
     units = units[rank::world_size]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {row_key(r) for r in read_rows(out, repair=True)}
     written = []
     total = sum(len(u[-1]) for u in units)
-    with open(out, "a") as f, tqdm(total=total, disable=not progress, desc="bench", unit="img") as bar:
+    dtype_name = _dtype_name(dtype)
+    with ResultsFile(out) as results, tqdm(total=total, disable=not progress, desc="bench", unit="img") as bar:
         for seed, name, fn, prior_name, prior, proto, chunk in units:
             n_steps, options = _steps(steps, name), (solver_options or {}).get(name, {})
-            todo = [
-                im for im in chunk
-                if work_key(im.dataset, im.name, proto.id, name, prior_name, seed, n_steps, proto.size, options) not in done
-            ]  # fmt: skip
+            fields = proto.fields()
+
+            def is_done(im, sha) -> bool:
+                return work_key(im.dataset, im.name, sha, name, prior_name, seed, n_steps, fields, dtype_name, options) in results.done
+
+            todo = [im for im in chunk if not (is_done(im, im.sha256) or is_done(im, None))]  # None: rows before sha256
             bar.update(len(chunk) - len(todo))
             for batch in _chunks(todo, batch_size):
                 rows = _run_batch(
@@ -295,12 +435,33 @@ def run(
                     n_steps, options, save_images, out.parent,
                 )  # fmt: skip
                 for row in rows:
-                    append_row(f, row)
+                    results.append(row)
                     written.append(row)
                     if on_row is not None:
                         on_row(row)
                 bar.update(len(batch))
     return written
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _folders(data: str | Path | Iterable) -> list[Path]:
+    """The dataset folders of ``data``, each once; two different folders may not share a name (rows are labelled by it)."""
+    folders: dict[Path, Path] = {}
+    for folder in [data] if isinstance(data, (str, Path)) else list(data):
+        folders.setdefault(Path(folder).resolve(), Path(folder))
+    if not folders:
+        raise ConfigError("no dataset given; pass --data DIR (a folder of images)")
+    by_name: dict[str, Path] = {}
+    for folder in folders.values():
+        name = _datasets.dataset_name(folder)
+        other = by_name.setdefault(name, folder)
+        if other is not folder:
+            raise ConfigError(f"--data folders {other} and {folder} have the same name {name!r}, which labels their "
+                              "rows; rename one of them (or pass a link with another name)")  # fmt: skip
+    return list(folders.values())
 
 
 def _steps(steps, name: str) -> int | None:
@@ -364,10 +525,10 @@ def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, m
     rows = []
     for i, im in enumerate(batch):
         row = {
-            "dataset": im.dataset, "image": im.name, "index": im.index, "task": proto.id,
+            "dataset": im.dataset, "image": im.name, "sha256": im.sha256, "index": im.index, "task": proto.id,
             "solver": name, "prior": prior_name, "seed": seed, "solver_seed": solver_seed + i,
             "steps": steps, "options": options, "solver_options": used, "nfe": nfe, "time_s": elapsed, "peak_mem_mb": peak,
-            "batch_size": len(batch), "device": device.type, "dtype": str(dtype).replace("torch.", ""),
+            "batch_size": len(batch), "device": device.type, "dtype": _dtype_name(dtype),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "protocol": proto.fields(), "error": error, "finished": time.time(),
             **{m: scores[m][i] for m in metric_names},
@@ -389,4 +550,5 @@ def _visible(y: Tensor, hw) -> Tensor:
     return F.interpolate(y, size=tuple(hw), mode="nearest") if tuple(y.shape[-2:]) != tuple(hw) else y
 
 
-__all__ = ["run", "read_rows", "append_row", "row_key", "resolve_solvers", "VOLATILE", "ALL_METRICS", "shard_path"]
+__all__ = ["run", "read_rows", "keyed_rows", "append_row", "row_key", "ResultsFile", "ResultsFileError", "resolve_solvers",
+           "VOLATILE", "ALL_METRICS", "shard_path"]

@@ -90,17 +90,29 @@ def random_mask(
     return mask.view(batch, 1, hh, ww)
 
 
-def mask_from_image(path_or_array, invert: bool = False, threshold: float = 0.5) -> Tensor:
-    """Read a mask image (any format OpenCV reads) or array: (1, 1, H, W) float32.
+def mask_from_image(path_or_array, invert: bool = False, threshold: float = 0.0) -> Tensor:
+    """Read a mask image (any format OpenCV reads) or array: (1, 1, H, W) float32, 1 = observed.
 
-    White (intensity > ``threshold`` on the [0, 1] scale) means observed (1),
-    black means missing (0); ``invert=True`` swaps them. Colour images are
-    reduced to the mean of their colour channels; an alpha channel is ignored.
+    White means observed and black missing; ``invert=True`` swaps them. A pixel
+    is missing where its distance from the observed colour (1 - value, or the
+    value with ``invert``) is above ``threshold``: with the default 0 only pure
+    white (pure black with ``invert``) pixels are observed, so the partly
+    painted, anti-aliased edges of a mask drawn in an editor count as missing
+    rather than as trustworthy data. Colour images are reduced to the mean of
+    their colour channels; an alpha channel is ignored.
 
     Args:
         path_or_array: file path, or an (H, W) / (H, W, C) array (integers are
             scaled by their dtype's maximum, floats are taken as [0, 1]).
+        invert: black = observed instead of white = observed.
+        threshold: in [0, 1); e.g. 0.5 splits grey values at mid-grey.
+
+    Raises:
+        ConfigError: unreadable file, or ``threshold`` outside [0, 1).
+        ShapeError: not a 2-D (or 2-D + channels) image.
     """
+    if not 0.0 <= float(threshold) < 1.0:
+        raise ConfigError(f"mask threshold must be in [0, 1); got {threshold!r}")
     if isinstance(path_or_array, (str, Path)):
         img = cv2.imread(str(path_or_array), cv2.IMREAD_UNCHANGED)
         if img is None:
@@ -114,7 +126,5 @@ def mask_from_image(path_or_array, invert: bool = False, threshold: float = 0.5)
         img = img[..., :3].mean(-1)
     if img.ndim != 2:
         raise ShapeError(f"a mask image must be (H, W) or (H, W, C); got shape {img.shape}")
-    observed = torch.from_numpy(img > threshold)
-    if invert:
-        observed = ~observed
-    return observed.float()[None, None]
+    missingness = img if invert else 1.0 - img
+    return torch.from_numpy(missingness <= threshold).float()[None, None]

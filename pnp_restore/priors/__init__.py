@@ -4,7 +4,7 @@
 the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own.
 """
 
-from .base import Prior, karras_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
+from .base import Prior, karras_sigmas, range_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
 from .ddpm import DDPMPrior
 from .edm import EDMPrior
 from .load import load
@@ -24,7 +24,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Prior", "karras_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
+    "Prior", "karras_sigmas", "range_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
     "load", "available", "DDPMPrior", "EDMPrior", "DiscreteVPSchedule", "betas",
     "PaddedPrior", "TiledPrior", "GaussianPrior", "GaussianMixturePrior", "ADMUNet",
 ]

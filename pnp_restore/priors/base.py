@@ -82,10 +82,10 @@ class Prior(torch.nn.Module):
     def sigmas(self, steps: int) -> Tensor:
         """Default decreasing schedule of ``steps`` noise levels (float64, [0, 1] scale).
 
-        Generic priors use the Karras schedule over [sigma_min, sigma_max];
+        Generic priors use :func:`range_sigmas` (Karras over [sigma_min, sigma_max]);
         discrete-time priors override it with their own respaced timesteps.
         """
-        return karras_sigmas(steps, self.sigma_min, self.sigma_max)
+        return range_sigmas(self, steps)
 
     def check_input(self, x: Tensor) -> None:
         if x.dim() != 4:
@@ -94,6 +94,19 @@ class Prior(torch.nn.Module):
             raise ShapeError(
                 f"{type(self).__name__} models {self.channels}-channel images; got {x.shape[1]} channels"
             )
+
+
+def range_sigmas(denoiser, steps: int) -> Tensor:
+    """The Karras schedule over the denoiser's [sigma_min, sigma_max] (float64, decreasing).
+
+    The default of every :class:`Prior`, and the schedule the solvers give a bare denoiser (any
+    object with only ``denoise(x, sigma)``): its ``sigma_min``/``sigma_max`` attributes if it has
+    them, else :class:`Prior`'s [0.001, 40] (on the [0, 1] scale; 40 is ``alpha_bar = 1.6e-4``, close
+    to the 4e-5 where Ho et al.'s 1000-step linear DDPM starts).
+    """
+    lo = getattr(denoiser, "sigma_min", Prior.sigma_min)
+    hi = getattr(denoiser, "sigma_max", Prior.sigma_max)
+    return karras_sigmas(steps, lo, hi)
 
 
 def vp_alpha_bar(sigma: Tensor) -> Tensor:
@@ -107,4 +120,4 @@ def sigma_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
     return torch.sqrt((1.0 - alpha_bar) / alpha_bar) / 2.0
 
 
-__all__ = ["Prior", "sigma_tensor", "karras_sigmas", "vp_alpha_bar", "sigma_from_alpha_bar"]
+__all__ = ["Prior", "sigma_tensor", "karras_sigmas", "range_sigmas", "vp_alpha_bar", "sigma_from_alpha_bar"]

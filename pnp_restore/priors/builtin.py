@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import file_sha256
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from .edm import EDMPrior
-from .load import load_module, read_state_dict
+from .load import check_placement, load_module, read_state_dict
 
 Tensor = torch.Tensor
 
@@ -254,7 +254,9 @@ def load_builtin(path: str | Path | None = None, device=None, dtype=None) -> Bui
 
     Raises:
         CheckpointError: files missing, sha256 mismatch, or weights that do not fit the architecture.
+        ConfigError: ``device`` not available here or ``dtype`` not a float dtype.
     """
+    check_placement(device, dtype)
     path = Path(path) if path is not None else WEIGHTS_DIR
     folder, weights = (path.parent, path) if path.suffix == ".safetensors" else (path, path / WEIGHTS_NAME)
     cfg_path = folder / CONFIG_NAME
@@ -274,8 +276,6 @@ def load_builtin(path: str | Path | None = None, device=None, dtype=None) -> Bui
     cfg = UNetConfig.from_dict(meta.get("config", {}))
     net = load_module(lambda: EDMDenoiser(cfg), read_state_dict(weights), f"{weights} (architecture of {cfg_path.name})",
                       hint="re-export it with save_pretrained")
-    if dtype is not None and not dtype.is_floating_point:
-        raise ConfigError(f"dtype must be a floating type; got {dtype}")
     return BuiltinPrior(net, meta).to(device=device, dtype=dtype)
 
 

@@ -6,13 +6,14 @@ so the prior only rescales: ``x_net = lo + (hi - lo) x`` and ``sigma_net = (hi -
 NVlabs' EDM/EDM2 ``.pkl`` files pickle their Python classes (``training.networks``...) and
 cannot be read without that code. Load the pickle with the NVlabs repository on the path,
 then either wrap the network directly (``EDMPrior(data["ema"])``) or save
-``net.state_dict()`` with safetensors plus a JSON config for :func:`load_edm`.
+``net.state_dict()`` with safetensors plus a JSON config for :func:`load_edm`, after
+registering the class (:func:`register_architecture`): a config only names allowed classes.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -70,26 +71,55 @@ class EDMPrior(Prior):
         return (d.to(x.dtype) - lo) / (hi - lo)
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(f"cannot import {path!r} named in the EDM config ({e}); use 'package.module:ClassName'") from None
+def _builtin_denoiser(**kwargs: Any) -> torch.nn.Module:
+    from .builtin import EDMDenoiser, UNetConfig
+
+    return EDMDenoiser(UNetConfig.from_dict(kwargs))
+
+
+#: The networks an EDM config may name: ``"module:Class"`` -> factory called with the config's
+#: ``kwargs``. A JSON config is data from wherever the checkpoint came from, so it never makes
+#: the loader import or call anything else; register networks of your own in Python
+#: (:func:`register_architecture`) or wrap them directly with :class:`EDMPrior`.
+ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {
+    "pnp_restore.priors.builtin:EDMDenoiser": _builtin_denoiser,
+}
+
+
+def register_architecture(name: str, factory: Callable[..., torch.nn.Module]) -> None:
+    """Allow EDM configs to name ``name`` (``"package.module:ClassName"``), built as ``factory(**kwargs)``."""
+    ARCHITECTURES[name] = factory
+
+
+def _architecture(name: Any) -> Callable[..., torch.nn.Module]:
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise CheckpointError(
+            f"the EDM config names class {name!r}, which is not an allowed architecture "
+            f"({', '.join(ARCHITECTURES)}); configs cannot import code: register yours with "
+            "pnp_restore.priors.edm.register_architecture or wrap the network with EDMPrior(net)"
+        )
+    return ARCHITECTURES[name]
 
 
 def load_edm(weights: str | os.PathLike, config: dict[str, Any], **options: Any) -> EDMPrior:
     """An :class:`EDMPrior` from a state dict file (``.safetensors``/``.pt``) and a config dict.
 
-    Config keys: ``class`` ("package.module:ClassName" of the network, which must accept
-    ``(x, sigma)``), ``kwargs`` (its constructor arguments), and optionally ``sigma_data``,
-    ``data_range``, ``sigma_min``, ``sigma_max``, ``channels``, ``native_size``, ``multiple``.
+    Config keys: ``class`` (a name in :data:`ARCHITECTURES`, e.g.
+    ``"pnp_restore.priors.builtin:EDMDenoiser"``; the network must accept ``(x, sigma)``),
+    ``kwargs`` (its constructor arguments), and optionally ``sigma_data``, ``data_range``,
+    ``sigma_min``, ``sigma_max``, ``channels``, ``native_size``, ``multiple``.
     The network is built on the meta device and the weights are assigned without a copy.
+
+    Raises:
+        CheckpointError: ``class`` is not an allowed architecture (nothing is imported or called),
+            or the weights do not fit it.
     """
     if "class" not in config:
-        raise ConfigError("an EDM config needs 'class': 'package.module:ClassName' (and 'kwargs')")
-    cls = _import(config["class"])
-    kwargs = dict(config.get("kwargs", {}))
+        raise CheckpointError(f"an EDM config needs 'class': one of {', '.join(ARCHITECTURES)} (and 'kwargs')")
+    cls = _architecture(config["class"])
+    kwargs = config.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"the EDM config's 'kwargs' must be a JSON object; got {type(kwargs).__name__}")
     state = read_state_dict(weights)
     try:
         net = load_module(lambda: cls(**kwargs), state, f"{weights} with {config['class']}")
@@ -102,4 +132,4 @@ def load_edm(weights: str | os.PathLike, config: dict[str, Any], **options: Any)
     return EDMPrior(net, **{**settings, **options})
 
 
-__all__ = ["EDMPrior", "load_edm"]
+__all__ = ["ARCHITECTURES", "EDMPrior", "load_edm", "register_architecture"]

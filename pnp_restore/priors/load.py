@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..devices import check_dtype, resolve_device
 from ..errors import CheckpointError, ConfigError
 from . import registry
 from .base import Prior
@@ -34,6 +36,25 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
 
 
+def torch_load_plain(path: Path, advice: str, pickled: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only, never code.
+
+    Raises:
+        CheckpointError: one line; a file that pickles classes or functions is refused (``pickled``
+            says what to do instead), a damaged one gets ``advice``.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files: the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower():  # the weights-only unpickler met a class or function
+            raise CheckpointError(f"{path} holds pickled Python objects, refused for safety; {pickled or advice}") from None
+        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, OSError, ValueError... on a damaged file
+        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Tensors of a ``.safetensors`` or torch-saved checkpoint, memory-mapped where possible.
 
@@ -44,22 +65,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist; check the path or download it first")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    advice = "download it again"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             sd: Any = load_file(str(path), device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise CheckpointError(
-                f"{path} holds pickled Python objects, not a plain state dict; load it with its own code and "
-                "save model.state_dict() with torch.save or safetensors"
-            ) from None
-        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); download it again") from None
-    except Exception as e:  # torch/safetensors raise RuntimeError, OSError, SafetensorError, EOFError...
-        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); download it again") from None
+        except Exception as e:  # SafetensorError, OSError...
+            raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
+    else:
+        sd = torch_load_plain(
+            path, advice, pickled="load it with its own code and save model.state_dict() with torch.save or safetensors"
+        )
     for key in _CONTAINER_KEYS:
         if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not any(isinstance(v, Tensor) for v in sd.values()):
             sd = sd[key]
@@ -111,6 +128,13 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
             return json.load(f)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read the JSON config {path} ({_first_line(e)})") from None
+
+
+def check_placement(device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """Raise :class:`ConfigError` unless ``device`` (None: default) exists here and ``dtype`` is a float dtype."""
+    check_dtype(dtype)
+    if device is not None:
+        resolve_device(device)
 
 
 def _load_adm_file(path: Path, arch: str | dict[str, Any] | None, options: dict[str, Any]) -> Prior:
@@ -227,26 +251,40 @@ def load(
             (from the local cache only), a diffusers folder, or a ``.pt/.pth/.bin/.safetensors``
             file (guided-diffusion ADM state dicts, or an EDM network with a JSON config).
         arch: for files: an ADM preset name, a dict of guided-diffusion flags, a dict / JSON
-            path ``{"format": "edm", "class": "module:Class", "kwargs": {...}}``. Defaults to
-            the JSON next to the file, else the ADM preset whose key layout the file has.
+            path ``{"format": "edm", "class": "module:Class", "kwargs": {...}}`` whose class is in
+            :data:`pnp_restore.priors.edm.ARCHITECTURES` (a config never imports code). Defaults
+            to the JSON next to the file, else the ADM preset whose key layout the file has.
         device, dtype: where and in which precision the network runs (default CPU float32;
             float16/bfloat16 are meant for GPUs). Inputs of any float dtype are accepted.
         channels_last: store the network's weights in channels-last memory format.
         pad: padding mode (``F.pad``) used to reach the network's size multiple; ``None`` disables.
         tile, tile_overlap: denoise in overlapping tiles of ``tile`` pixels (see :class:`TiledPrior`).
-        **options: passed to the prior (e.g. ``clip``, ``respacing``, ``quantize`` for DDPM priors).
+        **options: passed to the prior (e.g. ``clip``, ``respacing``, ``quantize`` for DDPM priors);
+            one it does not take is a :class:`ConfigError` (the built-in prior takes none).
+
+    Raises:
+        ConfigError: unknown source or option, ``device`` not available, ``dtype`` not a float type.
+        CheckpointError: missing, truncated or mismatching weights; a config naming a class
+            outside the allowed architectures.
     """
     from .wrappers import PaddedPrior, TiledPrior
 
+    check_placement(device, dtype)
     if source == "builtin":
         from .builtin import load_builtin
 
+        extra = sorted(options) + (["arch"] if arch is not None else [])
+        if extra:
+            raise ConfigError(
+                f"the built-in prior takes no option(s) {', '.join(extra)}; it accepts device, dtype, "
+                "channels_last, pad, tile and tile_overlap"
+            )
         prior = load_builtin(device=device, dtype=dtype)
     else:
         try:
             prior = _build(source, arch, options)
         except TypeError as e:  # an option the prior class does not take
-            if "unexpected keyword" not in str(e):
+            if "keyword argument" not in str(e):
                 raise
             raise ConfigError(f"{_first_line(e)}; see the prior class for the options it accepts") from None
         prior = prior.to(device=device, dtype=dtype or torch.float32)
@@ -260,4 +298,6 @@ def load(
     return prior
 
 
-__all__ = ["load", "read_state_dict", "load_module", "state_dict_mismatch", "read_config", "WEIGHT_SUFFIXES"]
+__all__ = [
+    "load", "check_placement", "read_state_dict", "torch_load_plain", "load_module", "state_dict_mismatch", "read_config", "WEIGHT_SUFFIXES",
+]

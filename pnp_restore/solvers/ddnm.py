@@ -50,6 +50,7 @@ from ..operators.base import _safe_inverse
 from ..errors import ConfigError
 from .common import (
     Callback,
+    Sigmas,
     Steps,
     VPDenoiser,
     alpha_bar,
@@ -102,14 +103,14 @@ def ddnm(
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
 ) -> Tensor:
     """Restore ``y = A x + sigma_y n`` with DDNM (``sigma_y == 0``) or DDNM+ (``sigma_y > 0``).
 
     Args:
         y: measurement (B, ...) on the [0, 1] scale.
         operator: any :class:`~pnp_restore.operators.base.LinearOperator`; DDNM+ needs ``has_svd``.
-        prior: a :class:`~pnp_restore.priors.base.Prior`.
+        prior: a :class:`~pnp_restore.priors.base.Prior`, or any object with ``denoise(x, sigma)``.
         sigma_y: measurement noise std on the [0, 1] scale; > 0 selects DDNM+.
         steps: number of sampling steps (default 100, the paper's).
         eta: DDIM eta.
@@ -121,10 +122,10 @@ def ddnm(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
+    x_shape = check_measurement(y, operator, prior)
     plus = float(sigma_y) > 0
     if plus:
         require_svd(operator, "ddnm", sigma_y)
-    x_shape = check_measurement(y, operator)
     y_pm = measurement_to_pm1(y, operator, x_shape)
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1

@@ -81,7 +81,7 @@ def ddpm(
     """Ancestral DDPM sampling (Ho et al. 2020), respaced to ``steps``.
 
     Args:
-        prior: a :class:`~pnp_restore.priors.base.Prior`.
+        prior: a :class:`~pnp_restore.priors.base.Prior`, or any object with ``denoise(x, sigma)``.
         shape: (B, C, H, W) of the samples.
         steps: number of denoiser calls; the schedule is ``prior.sigmas(steps)`` or ``sigmas``.
         seed: sample i uses seed ``seed + i``.

@@ -46,6 +46,7 @@ import torch
 from .._rng import SampleRNG
 from .common import (
     Callback,
+    Sigmas,
     Steps,
     VPDenoiser,
     check_measurement,
@@ -77,14 +78,14 @@ def ddrm(
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
 ) -> Tensor:
     """Restore ``y = A x + sigma_y n`` with DDRM.
 
     Args:
         y: measurement (B, ...) on the [0, 1] scale.
         operator: a :class:`~pnp_restore.operators.base.LinearOperator` with ``has_svd``.
-        prior: a :class:`~pnp_restore.priors.base.Prior`.
+        prior: a :class:`~pnp_restore.priors.base.Prior`, or any object with ``denoise(x, sigma)``.
         sigma_y: measurement noise std on the [0, 1] scale.
         steps: number of denoiser calls (default 20, the paper's).
         eta, eta_b: DDRM's eta (unmeasured and low-noise coefficients) and eta_b.
@@ -96,8 +97,8 @@ def ddrm(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
+    x_shape = check_measurement(y, operator, prior)
     require_svd(operator, "ddrm", sigma_y)
-    x_shape = check_measurement(y, operator)
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1
     rng = SampleRNG(seed, x_shape[0])

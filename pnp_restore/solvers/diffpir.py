@@ -51,6 +51,7 @@ from .._rng import SampleRNG
 from ..errors import ConfigError
 from .common import (
     Callback,
+    Sigmas,
     Steps,
     VPDenoiser,
     alpha_bar,
@@ -104,14 +105,14 @@ def diffpir(
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
 ) -> Tensor:
     """Restore ``y = A x + sigma_y n`` with DiffPIR.
 
     Args:
         y: measurement (B, ...) on the [0, 1] scale.
         operator: any :class:`~pnp_restore.operators.base.LinearOperator` (uses ``prox``).
-        prior: a :class:`~pnp_restore.priors.base.Prior`.
+        prior: a :class:`~pnp_restore.priors.base.Prior`, or any object with ``denoise(x, sigma)``.
         sigma_y: measurement noise std on the [0, 1] scale.
         steps: number of denoiser calls (default 100).
         lam: DiffPIR's lambda (data-step weight ``rho_t = lam sigma_n^2 / sigma_t^2``); per-task
@@ -126,7 +127,7 @@ def diffpir(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator)
+    x_shape = check_measurement(y, operator, prior)
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1
     rng = SampleRNG(seed, x_shape[0])

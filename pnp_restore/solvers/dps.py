@@ -46,6 +46,7 @@ import torch
 from .._rng import SampleRNG
 from .common import (
     Callback,
+    Sigmas,
     Steps,
     VPDenoiser,
     alpha_bar,
@@ -80,7 +81,7 @@ def dps(
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
 ) -> Tensor:
     """Restore ``y = A x + noise`` by DPS (Gaussian-noise version).
 
@@ -88,7 +89,7 @@ def dps(
         y: measurement (B, ...) on the [0, 1] scale.
         operator: any :class:`~pnp_restore.operators.base.LinearOperator` (only ``forward``
             is used; gradients come from autograd).
-        prior: a :class:`~pnp_restore.priors.base.Prior`; must be differentiable.
+        prior: a :class:`~pnp_restore.priors.base.Prior`, or any ``denoise(x, sigma)``; differentiable.
         sigma_y: measurement noise std (unused by the update, kept for a uniform API).
         steps: number of DDPM steps (denoiser calls with gradient).
         zeta: step size ``scale`` of the reference code, per sample ``zeta * grad ||r||``; the
@@ -101,7 +102,7 @@ def dps(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator)
+    x_shape = check_measurement(y, operator, prior)
     y_pm = measurement_to_pm1(y, operator, x_shape)
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1

@@ -44,17 +44,18 @@ import math
 import torch
 
 from ..errors import ConfigError
-from .common import Callback, Steps, check_measurement, check_x_init
+from .common import COMMON_RANGES, Callback, Sigmas, Steps, check_measurement, check_value, check_x_init, denoise
 
 Tensor = torch.Tensor
 
 
 def admm_sigmas(steps: int, sigma_max: float, sigma_min: float, anneal: float = 0.5) -> list[float]:
     """Denoiser levels: geometric from ``sigma_max`` to ``sigma_min`` over ``anneal * steps`` iterations, then flat."""
-    if steps < 1 or not 0 < sigma_min <= sigma_max or not 0 <= anneal <= 1:
+    steps = check_value("steps", steps, int, COMMON_RANGES["steps"])
+    if not 0 < sigma_min <= sigma_max or not 0 <= anneal <= 1:
         raise ConfigError(
-            "need steps >= 1, 0 < sigma_min <= sigma_max and 0 <= anneal <= 1; "
-            f"got steps={steps}, sigma_min={sigma_min}, sigma_max={sigma_max}, anneal={anneal}"
+            "need 0 < sigma_min <= sigma_max and 0 <= anneal <= 1; "
+            f"got sigma_min={sigma_min}, sigma_max={sigma_max}, anneal={anneal}"
         )
     n = round(anneal * steps)
     ramp = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64).tolist()
@@ -75,7 +76,7 @@ def pnp_admm(
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
 ) -> Tensor:
     """Restore ``y = A x + sigma_y n`` with PnP-ADMM.
 
@@ -95,14 +96,14 @@ def pnp_admm(
         (B, C, H, W) the last x-iterate on [0, 1] (it satisfies the data term exactly when
         ``sigma_y = 0``).
     """
-    x_shape = check_measurement(y, operator)
+    x_shape = check_measurement(y, operator, denoiser)
     if sigmas is not None:
         sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
         if not sig or min(sig) <= 0:
             raise ConfigError("sigmas must be a non-empty sequence of positive noise levels")
     else:
         floor = sigma_min if sigma_min is not None else max(float(sigma_y), 0.01)
-        sig = admm_sigmas(int(steps), max(sigma_max, floor), floor, anneal)
+        sig = admm_sigmas(steps, max(sigma_max, floor), floor, anneal)
     nfe = [0]
     log = Steps("pnp_admm", len(sig), callback, lambda: nfe[0], "try a larger sigma_min or more steps")
     x_init = check_x_init(x_init, x_shape, y)
@@ -112,7 +113,7 @@ def pnp_admm(
         if k > 0:
             u = u * (s / sig[k - 1]) ** 2  # rho_{k-1} / rho_k
         x = operator.prox(z - u, y, 1.0 / s**2, sigma_y)
-        z = denoiser.denoise(x + u, s)
+        z = denoise(denoiser, x + u, s)
         nfe[0] += 1
         u = u + x - z
         log(k, s, x, z)
