@@ -135,6 +135,54 @@ def test_samples_have_the_prior_moments_and_per_sample_seeds():
     assert torch.equal(gmm.sample(3, seed=4)[1], gmm.sample(1, seed=5)[0])
 
 
+def _repeated_eigenvalue_cov(rotate: bool) -> torch.Tensor:
+    """A 16x16 covariance with eigenvalue 0.04 of multiplicity 6, built from an orthonormal basis Q; with
+    ``rotate`` the basis of that eigenspace is turned by a random rotation (the same matrix up to rounding,
+    as another LAPACK build or thread count may return it)."""
+    g = torch.Generator().manual_seed(11)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64, generator=g))
+    lam = torch.cat([torch.full((6,), 0.04), torch.linspace(0.001, 0.02, 10)]).double()
+    if rotate:
+        r, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=g))
+        q = torch.cat([q[:, :6] @ r, q[:, 6:]], 1)
+    cov = q @ torch.diag(lam) @ q.T
+    return (cov + cov.T) / 2
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "mixture"])
+def test_samples_do_not_depend_on_the_eigenbasis_of_repeated_eigenvalues(kind):
+    """Another eigenbasis of a repeated eigenvalue (same covariance to rounding) gives the same samples to
+    1e-12 (measured ~1e-16); the former eigenbasis factor ``Q sqrt(lam)`` gave samples up to 1.1 apart,
+    i.e. a different ground truth on another machine."""
+    covs = [_repeated_eigenvalue_cov(rotate) for rotate in (False, True)]
+    assert (covs[0] - covs[1]).abs().max() < 1e-15
+    mean = torch.full(SHAPE, 0.5, dtype=torch.float64)
+    if kind == "gaussian":
+        priors = [GaussianPrior(mean, c) for c in covs]
+    else:
+        priors = [GaussianMixturePrior(torch.tensor([0.4, 0.6]), torch.stack([mean, 1 - mean]), torch.stack([c, c.T]))
+                  for c in covs]  # fmt: skip
+    a, b = (p.sample(50, seed=3) for p in priors)
+    assert (a - b).abs().max() < 1e-12
+
+
+def test_samples_do_not_depend_on_the_thread_count():
+    """The same seed gives the same samples with 1 and 2 torch threads (1e-12), on a covariance like the
+    solver tests' (3 identical channels: every eigenvalue repeated 3 times; with the former eigenbasis factor
+    the samples differed by up to 0.65 here)."""
+    cov = squared_exponential_cov((3, 8, 8), std=0.15, length_scale=2.0, nugget=1e-3)
+    mean = torch.full((3, 8, 8), 0.5, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            draws.append(GaussianPrior(mean, cov).sample(4, seed=0))
+    finally:
+        torch.set_num_threads(threads)
+    assert (draws[0] - draws[1]).abs().max() < 1e-12
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ConfigError, match="positive definite"):
         GaussianPrior(torch.zeros(4), -torch.eye(4))

@@ -47,6 +47,13 @@ def _eigh(cov: Tensor, d: int, name: str) -> tuple[Tensor, Tensor]:
     return evals, evecs
 
 
+def _cholesky(cov: Tensor) -> Tensor:
+    """Lower Cholesky factor ``L`` of ``cov`` (``cov = L L^T``): unique, so a sample ``m + L z`` depends only
+    on ``cov`` and the seed, not on which eigenbasis LAPACK picks for repeated eigenvalues (that basis changes
+    with the CPU code path, BLAS and thread count)."""
+    return torch.linalg.cholesky(cov)
+
+
 def squared_exponential_cov(
     shape: tuple[int, int, int], std: float = 0.15, length_scale: float = 2.0, nugget: float = 1e-3
 ) -> Tensor:
@@ -73,8 +80,10 @@ class GaussianPrior(Prior):
         sigma_min, sigma_max: noise range used by :meth:`sigmas` (Karras schedule).
 
     The eigendecomposition ``cov = Q diag(lam) Q^T`` is computed once, so
-    ``denoise`` costs two (d, d) matrix products at any sigma. Stored in float64;
-    inputs of any dtype/device are served in their own dtype.
+    ``denoise`` costs two (d, d) matrix products at any sigma (a function of ``cov``, so it
+    does not depend on the basis ``Q``); :meth:`sample` uses the Cholesky factor, so a seed
+    gives the same images on every machine. Stored in float64; inputs of any dtype/device
+    are served in their own dtype.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class GaussianPrior(Prior):
         self.register_buffer("cov", cov)
         self.register_buffer("evals", evals)
         self.register_buffer("evecs", evecs)
+        self.register_buffer("chol", _cholesky(cov))
         self.channels = self.shape[0]
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
@@ -126,9 +136,9 @@ class GaussianPrior(Prior):
         return -0.5 * ((c**2 / var).sum(1) + var.log().sum(1) + self.dim * math.log(2 * math.pi))
 
     def sample(self, n: int, seed: int | None = None) -> Tensor:
-        """``n`` draws (n, C, H, W), float64; draw i uses seed ``seed + i``."""
+        """``n`` draws ``m + L z`` (n, C, H, W), float64, ``L`` the Cholesky factor; draw i uses seed ``seed + i``."""
         z = SampleRNG(seed, n).randn((n, self.dim), dtype=torch.float64)
-        x = self.mean + (z * self.evals.sqrt()) @ self.evecs.T
+        x = self.mean + z @ self.chol.T
         return x.view(n, *self.shape)
 
     def posterior(self, y: Tensor, A: Tensor, sigma_y: float) -> tuple[Tensor, Tensor]:
@@ -195,6 +205,7 @@ class GaussianMixturePrior(Prior):
         self.register_buffer("means", means.reshape(k, d))
         self.register_buffer("evals", evals)  # (K, d)
         self.register_buffer("evecs", evecs)  # (K, d, d)
+        self.register_buffer("chols", _cholesky(covs))  # (K, d, d)
         self.channels = self.shape[0]
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
@@ -224,13 +235,13 @@ class GaussianMixturePrior(Prior):
         return torch.logsumexp(logp, dim=1) - 0.5 * self.means.shape[1] * math.log(2 * math.pi)
 
     def sample(self, n: int, seed: int | None = None) -> Tensor:
-        """``n`` draws (n, C, H, W), float64; draw i uses seed ``seed + i``."""
+        """``n`` draws (n, C, H, W), float64 (component ``k``, then ``m_k + L_k z``); draw i uses seed ``seed + i``."""
         rng = SampleRNG(seed, n)
         u = rng.rand((n, 1), dtype=torch.float64)
         cdf = self.log_weights.exp().cumsum(0)
         k = torch.searchsorted(cdf, u.flatten().clamp(max=cdf[-1].item() * (1 - 1e-12)))
         z = rng.randn((n, self.means.shape[1]), dtype=torch.float64)
-        x = self.means[k] + torch.einsum("nd,ned->ne", z * self.evals[k].sqrt(), self.evecs[k])
+        x = self.means[k] + torch.einsum("nd,ned->ne", z, self.chols[k])
         return x.view(n, *self.shape)
 
 

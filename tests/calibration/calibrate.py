@@ -1,0 +1,102 @@
+"""Measure the statistical test metrics over many seeds and write their limits to tests/data/calibration.json.
+
+Usage (single-threaded, ~30 min in all; a section alone keeps the other's entries)::
+
+    python tests/calibration/calibrate.py [posterior|integration ...]
+
+* ``posterior``: every sampler case of tests/test_posterior.py on problems 0..49 (its ``PROBLEMS``),
+  n samples each, and PnP-ADMM's default schedule on the same 50 problems.
+* ``integration``: every (solver, operator) pair of tests/test_integration.py on images 0..99
+  (50 seeds x the tests' 2 images).
+
+Each metric's min / median / max over the seeds and its limit (max x 1.3, or min / 1.3 for lower
+bounds) are written by :func:`calibrated.summarize`. The tests run the first problem / images with the
+same seeds, so they sit inside the measured distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+import calibrated  # noqa: E402
+import test_integration as integ  # noqa: E402
+import test_posterior as post  # noqa: E402
+
+LOWER = {"fit_min", "res_factor_min"}
+#: metrics that converge to 0: limits no tighter than this (round-off is ~1e-10 and depends on the BLAS)
+FLOORS = {"map": 1e-6}
+
+
+def _entries(key: str, values: list[float], seeds: str) -> dict[str, dict]:
+    metric = key.rsplit("/", 1)[-1]
+    side = "lower" if metric in LOWER else "upper"
+    return {key: calibrated.summarize(values, seeds, side, floor=FLOORS.get(metric, 0.0))}
+
+
+def posterior() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    count = post.PROBLEMS
+    for name, kw, n, op_name, sigma_y in post.SAMPLER_CASES:
+        t = time.time()
+        key = post.case_key(name, kw, op_name, sigma_y)
+        seeds = f"problems 0-{count - 1} (truth seed 100+j, noise seed 7+j), solver seeds {n}j..{n}j+{n - 1}"
+        got = post.sampler_metrics(name, kw, n, op_name, sigma_y, count)
+        for metric, values in got.items():
+            if metric == "res_factor":
+                out.update(_entries(f"{key}/res_factor_min", values, seeds))
+                out.update(_entries(f"{key}/res_factor_max", values, seeds))
+            elif not (metric == "res" and name == "ddnm"):  # DDNM is exact at sigma_y = 0: fixed 1e-10
+                out.update(_entries(f"{key}/{metric}", values, seeds))
+        print(f"{key}: {time.time() - t:.0f} s, ratio max {max(got['ratio']):.3f}", flush=True)
+    seeds = f"problems 0-{count - 1} (truth seed 100+j), deterministic solver"
+    out.update(_entries("pnp_admm/inpaint/0.0/default_error", post.admm_error("inpaint", 0.0).tolist(), seeds))
+    for op_name, sigma_y in post.ADMM_CASES:  # the values behind the convergence test's fixed bound
+        err = post.admm_error(op_name, sigma_y, steps=300, sigma_min=0.05).tolist()
+        key = f"pnp_admm/{op_name}/{sigma_y}/steps=300_error"
+        out[key] = calibrated.summarize(err, seeds, "fixed", floor=post.ADMM_BOUND)
+    return out
+
+
+def integration() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    count = integ.IMAGES
+    seeds = f"images 0-{count - 1} (truth seed i, noise seed 10+i, solver seed i)"
+    for solver in integ.SOLVERS:
+        for op_name, make in integ.OPERATORS.items():
+            if not integ.works(solver, make()):
+                continue
+            t = time.time()
+            got = integ.restored_quality(solver, op_name, count)
+            key = f"{solver}/{op_name}"
+            out.update(_entries(f"{key}/fit_min", got["fit"].tolist(), seeds))
+            out.update(_entries(f"{key}/fit_max", got["fit"].tolist(), seeds))
+            for metric in ("err_post", "err_pinv", "map"):
+                if metric in got:
+                    out.update(_entries(f"{key}/{metric}", got[metric].tolist(), seeds))
+            print(f"{key}: {time.time() - t:.0f} s, err_post max {got['err_post'].max():.2f}", flush=True)
+    return out
+
+
+SECTIONS = {"posterior": posterior, "integration": integration}
+
+
+def main(argv: list[str]) -> None:
+    torch.set_num_threads(1)
+    for section in argv or list(SECTIONS):
+        entries = SECTIONS[section]()
+        table = json.loads(calibrated.PATH.read_text()) if calibrated.PATH.is_file() else {}
+        table["generated_by"] = "python tests/calibration/calibrate.py"
+        table[section] = entries
+        calibrated.PATH.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
