@@ -17,14 +17,13 @@ from .errors import (  # noqa: F401
     ShapeError,
 )
 
-# Eager on purpose: a lazy attribute would be shadowed by the submodule
-# ``pnp_restore.restore`` as soon as anything imported it.
-from .restore import restore  # noqa: E402,F401
-
 
 def __getattr__(name: str):
-    if name in ("operators", "priors", "solvers", "benchmarks"):
-        import importlib
+    # lazy, so that `import pnp_restore` (and `pnp-restore --help`) does not import torch
+    import importlib
 
+    if name == "restore":
+        return importlib.import_module(".restoration", __name__).restore
+    if name in ("operators", "priors", "solvers", "benchmarks"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'pnp_restore' has no attribute {name!r}")

@@ -1,11 +1,15 @@
 """Training images: a folder read into RAM and random augmented patches of it.
 
 Images are read with :func:`pnp_restore.io.read_image` (PNG, JPG, TIF, ... via
-OpenCV), optionally verified against a ``MANIFEST.tsv`` with
-:func:`verify`, and kept in RAM as RGB ``uint8``
-arrays (H, W, 3). :class:`RandomPatches` draws augmented crops (scale jitter,
-flips, 90-degree rotations) as float tensors (3, crop, crop) in [0, 1]; item ``i`` depends only on ``(seed, i)``, so a training run that asks
-for items ``step * batch ... step * batch + batch - 1`` is exactly resumable.
+OpenCV), optionally verified against a ``MANIFEST.tsv`` with :func:`verify`, and
+kept in RAM as RGB ``uint8`` arrays (H, W, 3). :class:`RandomPatches` draws
+augmented crops (scale jitter, flips, 90-degree rotations) as float tensors
+(3, crop, crop) in [0, 1]; item ``i`` depends only on ``(seed, i)``, so a training
+run that asks for items ``step * batch ... step * batch + batch - 1`` is exactly
+resumable.
+
+OpenCV is imported only where images are read or resized: the checksum helpers
+(:func:`file_sha256`, :func:`verify`) also serve prior loading, which must not need it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from .errors import ConfigError, PnPRestoreError
-from .io import read_image
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -78,6 +80,8 @@ def verify(files: list[Path], manifest: str | Path) -> None:
 
 def read_rgb_uint8(path: str | Path) -> np.ndarray:
     """An image file as RGB ``uint8`` (H, W, 3) via :func:`pnp_restore.io.read_image`; gray is repeated to RGB."""
+    from .io import read_image  # OpenCV
+
     x, _ = read_image(path)
     return (x[0].expand(3, -1, -1) * 255).round().byte().permute(1, 2, 0).numpy().copy()
 
@@ -139,6 +143,8 @@ class RandomPatches(torch.utils.data.Dataset):
         y, x = rng.integers(h - side + 1), rng.integers(w - side + 1)
         patch = img[y : y + side, x : x + side]
         if side != self.crop:
+            import cv2
+
             patch = cv2.resize(patch, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
         if rng.random() < 0.5:
             patch = patch[:, ::-1]

@@ -42,7 +42,7 @@ from .data import RandomPatches, load_folder
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .priors.builtin import EDMDenoiser, UNetConfig, save_weights
-from .priors.load import torch_load_plain
+from .priors.checkpoints import torch_load_plain
 
 P_MEAN, P_STD = -1.2, 1.2
 CHECKPOINT = "checkpoint.pt"

@@ -7,6 +7,7 @@ import torch
 
 from pnp_restore.benchmarks import protocols
 from pnp_restore.errors import ConfigError
+from pnp_restore.tasks import Task
 
 KEYS = ["Set5/baby", "Set5/bird", "CBSD68/101085"]
 
@@ -26,6 +27,17 @@ def test_task_ids_and_levels():
         protocols.get("sr3@0")
     with pytest.raises(ConfigError, match="bad noise level"):
         protocols.get("denoise@x")
+
+
+def test_protocols_speak_the_task_vocabulary():
+    tasks = {name: p.task for name, p in protocols.TASKS.items()}
+    assert all(isinstance(t, Task) for t in tasks.values())
+    assert tasks["sr4_avgpool"] is Task.SUPER_RESOLUTION and tasks["random_inpaint_92"] is Task.INPAINTING
+    assert protocols.get("motion_deblur").paper_task is Task.MOTION_DEBLUR
+    assert protocols.get("box_inpaint_center").paper_task == "inpainting"  # a str-enum: keys the papers' tables
+    assert protocols.get("denoise").task is Task.DENOISING and protocols.get("denoise").paper_task is None
+    with pytest.raises(ConfigError, match="unknown protocol kind"):
+        protocols.get("denoise", kind="jpeg").operator(KEYS, (2, 3, 64, 64))
 
 
 @pytest.mark.parametrize("task", sorted(protocols.TASKS))

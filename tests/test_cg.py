@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pnp_restore.operators import Blur, conjugate_gradient, gaussian_kernel, motion_kernel
+import dataclasses
+
+from pnp_restore.operators import Blur, CGConfig, FunctionOperator, conjugate_gradient, gaussian_kernel, motion_kernel
 from pnp_restore.operators.base import LinearOperator
 
 f64 = torch.float64
@@ -145,3 +147,22 @@ def test_reflect_prox_float32_and_generic_operator_fallback():
         KERNELS["motion"], "reflect"
     )
     assert float((plain.prox(z.double(), y.double(), 1.0, 0.05) - ref).abs().max()) < 1e-9
+
+
+def test_one_cg_configuration_serves_pinv_and_prox():
+    """pinv's defaults and prox's cap/tolerance come from ``op.cg`` (one CGConfig), for every operator."""
+    op, z, y, _ = _problem(KERNELS["gauss"])
+    assert op.cg == LinearOperator.cg == CGConfig() and CGConfig().prox_tolerance(torch.float32) == 1e-6
+    b = op.adjoint(y)
+    pre = op.cg_preconditioner(b, b.new_zeros(1, 1, 1, 1))
+    ref = conjugate_gradient(op.normal, b, max_iter=op.cg.pinv_max_iter, tol=op.cg.pinv_tol, precond=pre)
+    assert torch.equal(op.pinv(y), ref)
+    full = op.prox(z, y, 1.0, 0.05)
+    op.cg = dataclasses.replace(op.cg, prox_max_iter=2, pinv_max_iter=1)
+    assert float((op.prox(z, y, 1.0, 0.05) - full).abs().max()) > 1e-8  # the cap applies
+    assert torch.equal(op.pinv(y), conjugate_gradient(op.normal, b, max_iter=1, tol=op.cg.pinv_tol, precond=pre))
+    assert Blur(KERNELS["gauss"], "reflect").cg.prox_max_iter == 1000  # per instance, the class default is untouched
+    # a FunctionOperator has no preconditioner: plain CG with the same settings
+    f = FunctionOperator(lambda v: v[..., ::2, ::2], in_shape=(3, 16, 16))
+    yf = f(z)
+    assert torch.equal(f.pinv(yf), conjugate_gradient(f.normal, f.adjoint(yf), max_iter=200, tol=1e-6))

@@ -173,3 +173,59 @@ def test_bad_inputs_raise_clear_errors():
         DiscreteVPSchedule(torch.tensor([0.1, 1.0]))
     with pytest.raises(ShapeError):
         DDPMPrior(Plain(3), sch, channels=3).denoise(torch.rand(1, 1, 4, 4), 0.1)
+
+
+# ---------------------------------------------------------------- the native VP path
+@pytest.mark.parametrize(
+    "prediction,clip", [("epsilon", False), ("epsilon", True), ("v", False), ("sample", False), ("sample", True)]
+)
+def test_native_vp_matches_the_view_derived_from_denoise(prediction, clip):
+    """``DDPMPrior.vp`` (network in, network out) equals the generic [0, 1] round trip of
+    ``vp_from_denoise`` (1e-10 in float64), per-sample sigmas included; x_t = sqrt(ab) x0 + sqrt(1-ab) eps."""
+    from pnp_restore.priors.base import vp_alpha_bar, vp_from_denoise
+
+    sch = DiscreteVPSchedule("cosine")
+    prior = DDPMPrior(OracleNet(sch, prediction).double(), sch, prediction, clip=clip)
+    sigma = torch.tensor([0.02, 0.3, 2.0], dtype=torch.float64)
+    x_t = 1.5 * torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x0, eps = prior.vp(x_t, sigma)
+    ref_x0, ref_eps = vp_from_denoise(prior.denoise, x_t, sigma)
+    torch.testing.assert_close(x0, ref_x0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(eps, ref_eps, rtol=0, atol=1e-10)
+    ab = vp_alpha_bar(sigma).view(-1, 1, 1, 1)
+    torch.testing.assert_close(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, x_t, rtol=0, atol=1e-10)
+    for i in range(3):  # a float sigma gives the same as the (B,) tensor
+        torch.testing.assert_close(prior.vp(x_t[i : i + 1], float(sigma[i]))[0], x0[i : i + 1], rtol=0, atol=1e-12)
+
+
+def test_solvers_use_the_native_vp_once_per_step():
+    """Solvers call a DDPM prior's ``vp`` (not ``denoise``) and count each call as one NFE."""
+    from pnp_restore import restore
+    from pnp_restore.operators import Inpainting, random_mask
+
+    sch = DiscreteVPSchedule("linear")
+    prior = DDPMPrior(OracleNet(sch, "epsilon").double(), sch)
+    calls = {"vp": 0, "denoise": 0}
+    for name in calls:
+        def counted(*a, _name=name, _fn=getattr(prior, name)):
+            calls[_name] += 1
+            return _fn(*a)
+
+        setattr(prior, name, counted)
+    op = Inpainting(random_mask((8, 8), missing=0.5, seed=0))
+    y = op(torch.rand(1, 3, 8, 8, dtype=torch.float64))
+    _, info = restore(y, op, prior, "ddnm", steps=5, seed=0, return_info=True)
+    assert calls == {"vp": 5, "denoise": 0} and info["nfe"] == 5
+
+
+def test_schedule_table_follows_the_module_but_keeps_float64():
+    """The log-sigma table is a non-persistent buffer: it moves with ``prior.to(...)``, stays float64 when
+    the prior is cast (timesteps must stay exact) and is not part of the prior's state dict."""
+    sch = DiscreteVPSchedule("linear")
+    prior = DDPMPrior(OracleNet(sch, "epsilon"), sch)
+    ref = sch.sigmas.log()
+    prior.half()
+    assert sch.log_sigmas.dtype == torch.float64 and torch.equal(sch.log_sigmas, ref)
+    assert not any(k.startswith("schedule.") for k in prior.state_dict())
+    prior.to("meta")
+    assert sch.log_sigmas.device.type == "meta"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import types
@@ -14,7 +15,7 @@ import torch
 from pnp_restore import priors
 from pnp_restore.errors import CheckpointError, ConfigError
 from pnp_restore.priors import EDMPrior, edm
-from pnp_restore.priors.load import load_module, read_state_dict
+from pnp_restore.priors.checkpoints import load_module, read_state_dict
 
 
 def tiny_unet(out_channels=3):
@@ -70,6 +71,27 @@ def test_bare_unet_folder_learned_variance(tmp_path):
     out = prior.denoise(x, inner.schedule.sigmas[t])
     torch.testing.assert_close(out.double(), x0_reference(unet, "eps", inner.schedule.alphas_cumprod[t], x, t), rtol=0, atol=1e-5)
 
+
+
+def test_deprecated_attention_keys_load_through_diffusers(tmp_path):
+    """Old diffusers checkpoints name attention weights query/key/value/proj_attn: they do not fit
+    the meta-built UNet, and diffusers' own renaming loads them; weights that fit nothing fail in one line."""
+    from safetensors.torch import load_file, save_file
+
+    tiny_unet().save_pretrained(tmp_path / "new")
+    tiny_unet().save_pretrained(tmp_path / "old")
+    weights = tmp_path / "old" / "diffusion_pytorch_model.safetensors"
+    old_names = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    state = load_file(str(weights))
+    renamed = {re.sub(r"\.(to_q|to_k|to_v|to_out\.0)\.", lambda m: f".{old_names[m[1]]}.", k): v for k, v in state.items()}
+    assert renamed.keys() != state.keys()
+    save_file(renamed, str(weights))
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(priors.load(tmp_path / "old").denoise(x, 0.3), priors.load(tmp_path / "new").denoise(x, 0.3))
+    save_file({k: v for k, v in state.items() if k != "conv_in.bias"}, str(weights))
+    with pytest.raises(CheckpointError, match=r"with its config.json does not fit: 1 missing keys \(conv_in\.bias\)") as err:
+        priors.load(tmp_path / "old")
+    assert "\n" not in str(err.value)
 
 def test_uncached_hub_id_fails_without_network_with_instructions(monkeypatch):
     attempts = []

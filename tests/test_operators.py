@@ -12,10 +12,12 @@ from pnp_restore.operators import (
     BlurDownsample,
     Colorization,
     Composition,
+    DecomposableOperator,
     DenseSVDOperator,
     Denoising,
     GaussianNoise,
     Inpainting,
+    LinearOperator,
     SeparableOperator,
     SuperResolution,
     conjugate_gradient,
@@ -24,7 +26,9 @@ from pnp_restore.operators import (
     motion_kernel,
     random_mask,
 )
+from pnp_restore.operators.factors import truncate_singular_values
 from pnp_restore.operators.superres import bicubic_matrix
+from pnp_restore.tasks import Task
 
 f64 = torch.float64
 
@@ -371,6 +375,82 @@ def test_registry():
         get("sr", factor=4)
     for op in (get("sr", scale=4), get("blur", size=5), get("inpainting", size=32, box=8, margin=4, seed=0)):
         assert type(op).__name__ in repr(op)
+    # the task vocabulary names the same operators
+    assert isinstance(get(Task.SUPER_RESOLUTION, scale=2), SuperResolution)
+    assert get("gaussian_deblur", size=5, padding="reflect").padding == "reflect"
+    assert torch.equal(get(Task.MOTION_DEBLUR, size=9, seed=3).kernel, get("motion", size=9, seed=3).kernel)
+    assert all(isinstance(get(t, **kw), LinearOperator) for t, kw in [
+        (Task.INPAINTING, dict(size=32, box=8, margin=4, seed=0)), (Task.DENOISING, {}), (Task.COLORIZATION, {}),
+    ])  # fmt: skip
+
+
+# -- modules, buffers, devices -----------------------------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+def test_operators_are_modules_whose_buffers_move_once_and_stay_float64(name):
+    """``.to(device)`` moves every buffer (derived factors included); a dtype is ignored, so the
+    results do not depend on it: inputs are cast per call, to the same numbers as before."""
+    op, x = _setup(name, CASES[name][1][0], dtype=torch.float32)
+    ref = _setup(name, CASES[name][1][0], dtype=torch.float32)[0]
+    y = op(x)  # builds the size-dependent factors (OTF, 1-D SVDs)
+    assert isinstance(op, torch.nn.Module) and op.to("cpu", torch.float32) is op
+    for a, b in [(y, ref(x)), (op.adjoint(y), ref.adjoint(y)), (op.pinv(y), ref.pinv(y))]:
+        assert torch.equal(a, b)
+    buffers = dict(op.named_buffers())
+    assert all(b.dtype == f64 for b in buffers.values())
+    op.to("meta")
+    assert all(b.device.type == "meta" and b.dtype == f64 for b in op.buffers())
+    assert set(dict(op.named_buffers())) == set(buffers)
+
+
+def test_data_buffers_are_state_and_derived_ones_are_not():
+    op = Blur(gaussian_kernel(5, 1.0))
+    op(torch.rand(1, 1, 8, 8))
+    assert set(op.state_dict()) == {"kernel"} and any("otf" in n for n, _ in op.named_buffers())
+    assert set(Inpainting(torch.ones(4, 4)).state_dict()) == {"mask"}
+    assert set(SeparableOperator(torch.eye(3), torch.eye(4)).state_dict()) == {"A_h", "A_w"}
+
+
+class _ChannelScale(DecomposableOperator):
+    """``y_c = w_c x_c`` with a zero weight: only the five SVD hooks are written."""
+
+    w = torch.tensor([2.0, 0.0, 0.5], dtype=f64)
+
+    def singular_values(self, like):
+        return self.w.abs().to(like.real.dtype).view(1, 3, 1, 1)
+
+    def V_adjoint(self, x):
+        return x
+
+    def V(self, c):
+        return c
+
+    def U_adjoint(self, y):
+        return y * self.w.sign().to(y.dtype).view(1, 3, 1, 1)
+
+    def U(self, c):
+        return c * self.w.sign().to(c.dtype).view(1, 3, 1, 1)
+
+
+def test_decomposable_operator_derives_forward_adjoint_pinv_prox():
+    op, x = _ChannelScale(), torch.rand(2, 3, 4, 5, dtype=f64)
+    m, _ = _matrix(op, (3, 4, 5))
+    assert torch.allclose(m, torch.diag(op.w.repeat_interleave(20)))
+    y = op(x) + 0.1 * torch.rand_like(x)
+    flat = lambda t: t.flatten(1).T  # noqa: E731
+    assert torch.allclose(flat(op.adjoint(y)), m.T @ flat(y))
+    assert torch.allclose(flat(op.pinv(y)), torch.linalg.pinv(m) @ flat(y))
+    z, lam = torch.rand_like(x), 2.0 * 0.3**2
+    ref = torch.linalg.solve(m.T @ m + lam * torch.eye(60, dtype=f64), m.T @ flat(y) + lam * flat(z))
+    assert torch.allclose(flat(op.prox(z, y, 2.0, 0.3)), ref)
+    assert Inpainting.forward is DecomposableOperator.forward and Denoising.pinv is DecomposableOperator.pinv
+
+
+def test_one_rank_rule():
+    s = torch.tensor([[4.0, 1e-15, 1.0], [1e-3, 1e-20, 0.0]], dtype=f64)
+    out = truncate_singular_values(s, 3, dim=(-1,))  # per row: floor 3 * eps * max
+    assert out.tolist() == [[4.0, 0.0, 1.0], [1e-3, 0.0, 0.0]]
+    assert truncate_singular_values(s, 3)[1, 0] == 1e-3  # global max 4: floor 2.7e-15
+    assert truncate_singular_values(s.float(), 3)[0, 1] == 0  # eps of the dtype
 
 
 @pytest.mark.gpu

@@ -11,7 +11,7 @@ from pnp_restore.errors import ConfigError, DivergenceError, OperatorError, Shap
 from pnp_restore.operators.base import DenseSVDOperator, FunctionOperator
 from pnp_restore.priors.base import Prior
 from pnp_restore.priors.gaussian import GaussianPrior, squared_exponential_cov
-from pnp_restore.restore import restore, solver_options
+from pnp_restore.restoration import restore, solver_options
 from pnp_restore.solvers import ddim, ddnm, ddpm, ddrm, diffpir, dps, pnp_admm
 from pnp_restore.solvers.common import schedule
 from pnp_restore.solvers.ddnm import time_travel_indices
@@ -276,3 +276,49 @@ def test_x_init_shape_is_checked_by_every_solver(name):
     _, svd_op, y = problem()
     with pytest.raises(ShapeError, match="x_init must have shape"):
         call(name, y, svd_op, x_init=torch.zeros(3, 1, 4, 4, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------- registry
+def test_each_solver_declares_its_spec_next_to_its_function():
+    """The registry is the list of the modules' SPECs; default steps are the functions' own ``steps``
+    defaults; per-task settings are keyed by Task and are valid options of the solver."""
+    import importlib
+    import inspect
+
+    from pnp_restore.tasks import Task
+
+    assert [s.name for s in solvers.REGISTRY] == list(solvers.SPECS) == list(solvers.SOLVERS)
+    for spec in solvers.REGISTRY:
+        assert importlib.import_module(spec.fn.__module__).SPEC is spec
+        assert spec.default_steps == inspect.signature(spec.fn).parameters["steps"].default
+        for task, params in spec.tasks.items():
+            assert isinstance(task, Task) and set(params) <= {"steps", *solver_options(spec.name)}
+    assert [solvers.spec(n).default_steps for n in ("ddrm", "ddnm", "dps", "diffpir", "pnp_admm")] == [
+        20, 100, 1000, 100, 100,
+    ]
+    assert solvers.task_defaults("dps", Task.MOTION_DEBLUR) == {"zeta": 0.3}
+    assert solvers.task_defaults("diffpir", "denoising") == {}  # a task without published settings
+
+
+def test_restore_checks_the_problem_once(monkeypatch):
+    """restore() leaves the measurement/operator/prior checks to the solver's setup: one call each."""
+    from pnp_restore.solvers import common
+
+    seen = []
+    check = common.check_measurement
+    monkeypatch.setattr(common, "check_measurement", lambda *a: seen.append(1) or check(*a))
+    _, svd_op, y = problem()
+    restore(y, svd_op, prior(), "diffpir", sigma_y=0.02, steps=3, seed=0)
+    assert seen == [1]
+
+
+@pytest.mark.parametrize("name", list(solvers.SPECS))
+def test_nfe_is_the_number_of_prior_calls(name):
+    """info["nfe"] and the callback's nfe count every prior evaluation once (one counter)."""
+    _, svd_op, y = problem()
+    p = NaNAfter(prior(), 10**9)  # counts its denoise calls
+    seen = []
+    kw = {"travel_length": 2, "travel_repeat": 2} if name == "ddnm" else {}
+    _, info = restore(y, svd_op, p, name, sigma_y=0.02, steps=4, seed=0, callback=seen.append, return_info=True,
+                      **kw)  # fmt: skip
+    assert info["nfe"] == p.calls == seen[-1]["nfe"] == (6 if name == "ddnm" else 4)  # time-travel: 2 more

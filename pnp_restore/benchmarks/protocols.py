@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..tasks import Task
 
 Tensor = torch.Tensor
 
@@ -53,7 +54,7 @@ class Protocol:
     Attributes:
         name: task name (see the module table).
         kind: ``"sr"``, ``"box_inpaint"``, ``"random_inpaint"``, ``"gaussian_blur"``,
-            ``"motion_blur"`` or ``"denoise"``.
+            ``"motion_blur"`` or ``"denoise"`` (its :class:`~pnp_restore.tasks.Task`: :attr:`task`).
         sigma_y: measurement noise std on the [0, 1] scale.
         version: bumped when the degradation of ``name`` changes.
         size: benchmark images are ``size x size`` pixels.
@@ -92,15 +93,17 @@ class Protocol:
         return f"{self.name}@{self.sigma_y:g}"
 
     @property
-    def paper_task(self) -> str | None:
-        """The task whose published per-task solver settings apply (:func:`pnp_restore.solvers.task_defaults`)."""
-        return {
-            "sr": "super_resolution",
-            "box_inpaint": "inpainting",
-            "random_inpaint": "inpainting",
-            "gaussian_blur": "gaussian_deblur",
-            "motion_blur": "motion_deblur",
-        }.get(self.kind)
+    def task(self) -> Task:
+        """The :class:`~pnp_restore.tasks.Task` this protocol measures."""
+        if self.kind not in _KIND_TASKS:
+            raise ConfigError(f"unknown protocol kind {self.kind!r}; choose one of {', '.join(_KIND_TASKS)}")
+        return _KIND_TASKS[self.kind]
+
+    @property
+    def paper_task(self) -> Task | None:
+        """The task whose published per-task solver settings apply (:func:`pnp_restore.solvers.task_defaults`);
+        None for denoising, which the papers do not tune."""
+        return None if self.task is Task.DENOISING else self.task
 
     def fields(self) -> dict:
         """All fields (for result rows)."""
@@ -118,21 +121,19 @@ class Protocol:
         h, w = shape[-2:]
         seeds = [self.seed(k, "operator") for k in keys]
         if self.kind == "sr":
-            return ops.SuperResolution(self.scale, self.sr_kind)
+            return ops.get(self.task, scale=self.scale, kind=self.sr_kind)
         if self.kind == "box_inpaint":
             box, margin = (round(self.box * h), round(self.box * w)), (round(self.margin * h), round(self.margin * w))
             masks = [ops.box_mask((h, w), box, self.position, margin, seed=s) for s in seeds]
-            return ops.Inpainting(torch.cat(masks))
+            return ops.get(self.task, mask=torch.cat(masks))
         if self.kind == "random_inpaint":
-            return ops.Inpainting(torch.cat([ops.random_mask((h, w), self.missing, seed=s) for s in seeds]))
+            return ops.get(self.task, mask=torch.cat([ops.random_mask((h, w), self.missing, seed=s) for s in seeds]))
         if self.kind == "gaussian_blur":
-            return ops.Blur(ops.gaussian_kernel(self.kernel_size, self.kernel_std), self.padding)
+            return ops.get(self.task, size=self.kernel_size, std=self.kernel_std, padding=self.padding)
         if self.kind == "motion_blur":
             kernels = [ops.motion_kernel(self.kernel_size, self.intensity, seed=s) for s in seeds]
-            return ops.Blur(torch.stack(kernels), self.padding)
-        if self.kind == "denoise":
-            return ops.Denoising()
-        raise ConfigError(f"unknown protocol kind {self.kind!r}")
+            return ops.get(self.task, kernel=torch.stack(kernels), padding=self.padding)
+        return ops.get(self.task)
 
     def degrade(self, x: Tensor, keys: list[str]) -> tuple[object, Tensor]:
         """``(operator, y)`` with ``y = A x + sigma_y n`` for images x (B, C, H, W) named ``keys``.
@@ -150,6 +151,16 @@ class Protocol:
             y = torch.cat([noise(y[i : i + 1], seed=self.seed(k, "noise")) for i, k in enumerate(keys)])
         return op, y
 
+
+#: The task of each protocol kind.
+_KIND_TASKS = {
+    "sr": Task.SUPER_RESOLUTION,
+    "box_inpaint": Task.INPAINTING,
+    "random_inpaint": Task.INPAINTING,
+    "gaussian_blur": Task.GAUSSIAN_DEBLUR,
+    "motion_blur": Task.MOTION_DEBLUR,
+    "denoise": Task.DENOISING,
+}
 
 _BOX = dict(kind="box_inpaint", box=0.5, margin=1 / 16)
 _BLUR = dict(kernel_size=61, padding="circular")

@@ -235,7 +235,7 @@ class ResultsFile:
 # -- solvers -------------------------------------------------------------------------
 def _registry_solver(name: str) -> SolverFn:
     """A registry solver as ``fn(y, op, prior, **kw) -> (x, {"nfe": ...})`` through :func:`pnp_restore.restore`."""
-    from ..restore import restore
+    from ..restoration import restore
 
     def call(y, operator, prior, **kw):
         x, info = restore(y, operator, prior, solver=name, return_info=True, **kw)

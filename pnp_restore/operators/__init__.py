@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from ..errors import ConfigError, PnPRestoreError
-from .base import DenseSVDOperator, FunctionOperator, LinearOperator, conjugate_gradient  # noqa: F401
+from ..tasks import Task
+from .base import DecomposableOperator, DenseSVDOperator, FunctionOperator, LinearOperator
 from .blur import Blur
+from .cg import CGConfig, conjugate_gradient
 from .compose import Composition
 from .inpainting import Inpainting
 from .kernels import gaussian_kernel, motion_kernel
@@ -15,11 +17,12 @@ from .simple import Colorization, Denoising
 from .superres import BlurDownsample, SuperResolution
 
 __all__ = [
-    "LinearOperator", "FunctionOperator", "DenseSVDOperator", "conjugate_gradient",
+    "LinearOperator", "DecomposableOperator", "FunctionOperator", "DenseSVDOperator",
+    "CGConfig", "conjugate_gradient",
     "Inpainting", "SuperResolution", "SeparableOperator", "Blur", "BlurDownsample",
     "Denoising", "Colorization", "Composition", "GaussianNoise",
     "box_mask", "random_mask", "mask_from_image", "gaussian_kernel", "motion_kernel",
-    "get", "NAMES",
+    "get", "NAMES", "TASK_OPERATORS",
 ]  # fmt: skip
 
 
@@ -31,34 +34,48 @@ def _blur(kernel=None, size: int = 61, std: float = 3.0, padding: str = "circula
     return Blur(gaussian_kernel(size, std) if kernel is None else kernel, padding)
 
 
-def _motion(size: int = 61, intensity: float = 0.5, seed: int | None = None, padding: str = "circular") -> Blur:
-    return Blur(motion_kernel(size, intensity, seed), padding)
+def _motion(
+    kernel=None, size: int = 61, intensity: float = 0.5, seed: int | None = None, padding: str = "circular"
+) -> Blur:
+    return Blur(motion_kernel(size, intensity, seed) if kernel is None else kernel, padding)
 
 
 _REGISTRY = {
     "inpainting": _inpainting,  # mask=..., or box_mask(...) keyword arguments
     "sr": SuperResolution,  # scale, kind
     "blur": _blur,  # Gaussian: size, std, padding (or kernel=...)
-    "motion": _motion,  # size, intensity, seed, padding
+    "motion": _motion,  # size, intensity, seed, padding (or kernel=..., e.g. per-sample (B, k, k))
     "denoising": Denoising,
     "colorization": Colorization,
 }
 NAMES = tuple(_REGISTRY)
 
+#: The operator name of each :class:`~pnp_restore.tasks.Task` (``get`` accepts either).
+TASK_OPERATORS: dict[Task, str] = {
+    Task.INPAINTING: "inpainting",
+    Task.SUPER_RESOLUTION: "sr",
+    Task.GAUSSIAN_DEBLUR: "blur",
+    Task.MOTION_DEBLUR: "motion",
+    Task.DENOISING: "denoising",
+    Task.COLORIZATION: "colorization",
+}
 
-def get(name: str, **kwargs) -> LinearOperator:
-    """Build an operator by name, for the CLI and benchmarks.
 
-    ``"inpainting"`` (``mask=`` or :func:`box_mask` arguments), ``"sr"``
-    (:class:`SuperResolution`), ``"blur"`` (Gaussian, :func:`gaussian_kernel`
-    arguments or ``kernel=``, and ``padding``), ``"motion"``
-    (:func:`motion_kernel` arguments and ``padding``), ``"denoising"``,
-    ``"colorization"``.
+def get(name: str | Task, **kwargs) -> LinearOperator:
+    """Build an operator by name or :class:`~pnp_restore.tasks.Task`, for the CLI and benchmarks.
+
+    ``"inpainting"`` (``mask=`` or :func:`box_mask` arguments), ``"sr"`` /
+    ``"super_resolution"`` (:class:`SuperResolution`), ``"blur"`` / ``"gaussian_deblur"``
+    (Gaussian, :func:`gaussian_kernel` arguments or ``kernel=``, and ``padding``),
+    ``"motion"`` / ``"motion_deblur"`` (:func:`motion_kernel` arguments or ``kernel=``, and ``padding``),
+    ``"denoising"``, ``"colorization"``.
     """
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown operator {name!r}; choose one of {', '.join(NAMES)}")
+    key = TASK_OPERATORS.get(name, name)
+    if key not in _REGISTRY:
+        tasks = ", ".join(t.value for t in TASK_OPERATORS if t.value not in _REGISTRY)
+        raise ConfigError(f"unknown operator {name!r}; choose one of {', '.join(NAMES)} (or a task: {tasks})")
     try:
-        return _REGISTRY[name](**kwargs)
+        return _REGISTRY[key](**kwargs)
     except TypeError as e:
         if isinstance(e, PnPRestoreError):
             raise

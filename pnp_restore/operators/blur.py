@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError, ShapeError
-from .base import LinearOperator, Tensor
+from .base import DecomposableOperator, Tensor, cast
+from .factors import truncate_singular_values
 
 PADDINGS = ("circular", "reflect")
 
@@ -51,38 +52,30 @@ def _check_kernel_batch(kernel: Tensor, x: Tensor, name: str) -> None:
         raise ShapeError(f"{name} has {kernel.shape[0]} per-sample kernels but the batch has {x.shape[0]} images")
 
 
-def otf(kernel: Tensor, hw: tuple[int, int], like: Tensor, cache: dict | None = None) -> Tensor:
+def otf(kernel: Tensor, hw: tuple[int, int]) -> Tensor:
     """Optical transfer function: ``fft2`` of ``kernel`` (B, 1, kh, kw) zero-padded to ``hw``, centre at (0, 0).
 
-    Returns a complex (B, 1, H, W) tensor on ``like``'s device, so that
-    ``ifft2(otf * fft2(x))`` is the circular convolution of the module docstring.
+    Returns a complex (B, 1, H, W) tensor in ``kernel``'s precision and on its device,
+    so that ``ifft2(otf * fft2(x))`` is the circular convolution of the module docstring.
     """
     h, w = int(hw[0]), int(hw[1])
     kh, kw = kernel.shape[-2:]
     if kh > h or kw > w:
         raise ShapeError(f"blur kernel is {kh}x{kw} but the image is only {h}x{w}; use a smaller kernel")
-    real = like.real.dtype
-    key = (h, w, like.device, real)
-    if cache is not None and key in cache:
-        return cache[key]
     pad = kernel.new_zeros(*kernel.shape[:2], h, w)
     pad[..., :kh, :kw] = kernel
     pad = torch.roll(pad, shifts=(-(kh // 2), -(kw // 2)), dims=(-2, -1))
-    complex_dtype = torch.complex128 if real == torch.float64 else torch.complex64
-    out = torch.fft.fft2(pad).to(device=like.device, dtype=complex_dtype)
-    if cache is not None:
-        cache[key] = out
-    return out
+    return torch.fft.fft2(pad)
 
 
-class Blur(LinearOperator):
+class Blur(DecomposableOperator):
     """Convolution with a (per-sample) kernel, per channel: ``y = k * x``.
 
     * ``padding="circular"``: periodic boundary, diagonalised by the FFT. Exact SVD
       with complex coefficients: ``V_adjoint(x) = fft2(x, norm="ortho")``,
       ``s = |K_hat|``, ``U`` carries the phase ``K_hat / |K_hat|``; closed-form
       ``pinv``/``prox`` follow from it. Singular values below
-      ``max(H, W) * eps * max|K_hat|`` count as 0 (numerical rank).
+      ``max(H, W) * eps * max|K_hat|`` count as 0 (:func:`~.factors.truncate_singular_values`).
     * ``padding="reflect"``: the image is reflect-padded, so ``y`` has the size of
       ``x`` (DPS's Gaussian/motion deblurring). The adjoint is
       exact (the transposed convolution, then the padding folded back);
@@ -99,10 +92,9 @@ class Blur(LinearOperator):
         super().__init__()
         if padding not in PADDINGS:
             raise ConfigError(f"unknown blur padding {padding!r}; choose one of {list(PADDINGS)}")
-        self.kernel = as_kernel(kernel)
+        self.register_buffer("kernel", as_kernel(kernel))
         self.padding = padding
         self.has_svd = padding == "circular"
-        self._otf: dict = {}
 
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)
@@ -112,8 +104,12 @@ class Blur(LinearOperator):
         if self.padding == "reflect" and (kh // 2 >= h or kw // 2 >= w):
             raise ShapeError(f"blur kernel {kh}x{kw} is too large to reflect-pad a {h}x{w} image; use a smaller kernel")
 
-    def _fk(self, x: Tensor) -> Tensor:
-        return otf(self.kernel, x.shape[-2:], x, self._otf)
+    def _fk(self, like: Tensor) -> Tensor:
+        """The OTF on ``like``'s (H, W) grid, complex, on its device and in its precision."""
+        h, w = like.shape[-2:]
+        # Kept as its real view (..., 2), so that cast() (to a real precision) serves it too.
+        fk = self.derived(f"_otf_{h}x{w}", lambda: torch.view_as_real(otf(self.kernel.cpu(), (h, w))))
+        return torch.view_as_complex(cast(fk, like))
 
     def _reflect_indices(self, h: int, w: int, device) -> tuple[Tensor, Tensor]:
         """Source rows/columns of the reflect-padded image (edge not repeated, as ``F.pad(mode="reflect")``).
@@ -187,8 +183,7 @@ class Blur(LinearOperator):
 
     def _s_phase(self, like: Tensor) -> tuple[Tensor, Tensor]:
         fk = self._fk(like)
-        s = fk.abs()
-        s = torch.where(s > max(like.shape[-2:]) * torch.finfo(s.dtype).eps * s.amax((-2, -1), keepdim=True), s, 0)
+        s = truncate_singular_values(fk.abs(), max(like.shape[-2:]), (-2, -1))
         phase = torch.where(s > 0, fk / s.where(s > 0, torch.ones_like(s)), torch.ones_like(fk))
         return s, phase
 

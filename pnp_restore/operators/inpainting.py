@@ -5,22 +5,20 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError, ShapeError
-from .base import LinearOperator, Tensor
+from .base import DecomposableOperator, Tensor, cast
 
 
-class Inpainting(LinearOperator):
+class Inpainting(DecomposableOperator):
     """``y = mask * x`` (same shape as ``x``, as in deepinv); 1 = observed, 0 = missing.
 
     The operator is diagonal, so its SVD is trivial: ``V = U = I`` and the singular
-    values are the mask itself (soft masks in [0, 1] work too). ``pinv`` and
-    ``prox`` are therefore exact and closed-form through the SVD.
+    values are the mask itself (soft masks in [0, 1] work too); forward, adjoint,
+    ``pinv`` and ``prox`` all derive from it (:class:`~.base.DecomposableOperator`).
 
     Args:
         mask: (H, W), (1, 1, H, W), per-sample (B, 1, H, W) or (B, C, H, W)
             tensor/array, finite and >= 0 (see :mod:`.masks` to make one).
     """
-
-    has_svd = True
 
     def __init__(self, mask) -> None:
         super().__init__()
@@ -34,7 +32,7 @@ class Inpainting(LinearOperator):
         m = m.to(device="cpu", dtype=torch.float64)
         if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
             raise ConfigError("mask values must be finite and >= 0 (1 = observed, 0 = missing)")
-        self.mask = m
+        self.register_buffer("mask", m)
 
     def _check(self, x: Tensor) -> None:
         mb, mc, mh, mw = self.mask.shape
@@ -48,13 +46,7 @@ class Inpainting(LinearOperator):
 
     def _m(self, like: Tensor) -> Tensor:
         self._check(like)
-        return self.mask.to(device=like.device, dtype=like.real.dtype)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._m(x) * x
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        return self._m(y) * y
+        return cast(self.mask, like)
 
     def singular_values(self, like: Tensor) -> Tensor:
         return self._m(like)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 from kornia.filters import get_gaussian_kernel2d
@@ -77,6 +76,8 @@ def motion_kernel(size: int = 61, intensity: float = 0.5, seed: int | None = Non
     size = _check_size(size)
     if not 0.0 <= float(intensity) <= 1.0:
         raise ConfigError(f"motion intensity must be in [0, 1]; got {intensity!r}")
+    import cv2  # lazily: importing the operators (and so a prior or a solver) must not need OpenCV
+
     rng = np.random.default_rng(seed)
     big = 2 * size
     diagonal = math.sqrt(2) * big

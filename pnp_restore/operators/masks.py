@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -114,6 +113,8 @@ def mask_from_image(path_or_array, invert: bool = False, threshold: float = 0.0)
     if not 0.0 <= float(threshold) < 1.0:
         raise ConfigError(f"mask threshold must be in [0, 1); got {threshold!r}")
     if isinstance(path_or_array, (str, Path)):
+        import cv2  # lazily: importing the operators must not need OpenCV
+
         img = cv2.imread(str(path_or_array), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise ConfigError(f"cannot read a mask image from {str(path_or_array)!r}; check the path and format")

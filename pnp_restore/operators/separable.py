@@ -17,16 +17,17 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShapeError
-from .base import Factors, LinearOperator, Tensor, _safe_inverse, svd_factors  # noqa: F401
+from .base import DecomposableOperator, Tensor, cast
+from .factors import Factors, safe_inverse, svd_factors
 
 
 def _pinv_1d(f: Factors) -> Tensor:
     """Pseudo-inverse (n, m) of a 1-D matrix from its SVD."""
     r = min(f.A.shape)
-    return f.V[:, :r] * _safe_inverse(f.s[:r]) @ f.U[:, :r].T
+    return f.V[:, :r] * safe_inverse(f.s[:r]) @ f.U[:, :r].T
 
 
-class SeparableOperator(LinearOperator):
+class SeparableOperator(DecomposableOperator):
     """``y[b, c] = A_h @ x[b, c] @ A_w^T`` for two 1-D matrices.
 
     Args:
@@ -35,37 +36,34 @@ class SeparableOperator(LinearOperator):
 
     Subclasses that work for any image size pass no matrices and override
     :meth:`matrix_1d` and :meth:`x_shape`. The SVDs of the 1-D matrices are
-    computed on first use and cached per (size, device, dtype).
+    computed in float64 on first use, once per size, and kept as buffers.
     """
-
-    has_svd = True
 
     def __init__(self, A_h: Tensor | None = None, A_w: Tensor | None = None) -> None:
         super().__init__()
-        self._fixed = None
-        if type(self) is SeparableOperator or A_h is not None or A_w is not None:
-            if A_h is None or A_w is None or A_h.dim() != 2 or A_w.dim() != 2:
-                raise ShapeError("SeparableOperator needs two 2-D matrices A_h (m_h, n_h) and A_w (m_w, n_w)")
-            self._fixed = (A_h.detach().to(torch.float64).cpu(), A_w.detach().to(torch.float64).cpu())
-        self._cache: dict = {}
+        fixed = type(self) is SeparableOperator or A_h is not None or A_w is not None
+        if fixed and (A_h is None or A_w is None or A_h.dim() != 2 or A_w.dim() != 2):
+            raise ShapeError("SeparableOperator needs two 2-D matrices A_h (m_h, n_h) and A_w (m_w, n_w)")
+        self.register_buffer("A_h", A_h.detach().to(device="cpu", dtype=torch.float64) if fixed else None)
+        self.register_buffer("A_w", A_w.detach().to(device="cpu", dtype=torch.float64) if fixed else None)
 
     # -- the 1-D factors -----------------------------------------------------
     def matrix_1d(self, axis: int, n: int) -> Tensor:
-        """The float64 (m, n) matrix for ``axis`` (0 = height, 1 = width) and input length ``n``."""
-        a = self._fixed[axis]
+        """The float64 (m, n) matrix, on the CPU, for ``axis`` (0 = height, 1 = width) and input length ``n``."""
+        a = (self.A_h, self.A_w)[axis].cpu()
         if a.shape[1] != n:
             dim = "height" if axis == 0 else "width"
             raise ShapeError(f"{type(self).__name__} acts on images of {dim} {a.shape[1]}; got {dim} {n}")
         return a
 
     def factors(self, axis: int, n: int, like: Tensor) -> Factors:
-        """Cached :class:`Factors` for ``axis`` and input length ``n`` on ``like``'s device/dtype."""
-        key = (axis, n, like.device, like.dtype)
-        if key not in self._cache:
-            f64 = self._cache.get((axis, n)) or svd_factors(self.matrix_1d(axis, n))
-            self._cache[(axis, n)] = f64
-            self._cache[key] = Factors(*(t.to(device=like.device, dtype=like.dtype) for t in f64))
-        return self._cache[key]
+        """:class:`Factors` of the 1-D matrix for ``axis`` and input length ``n``, on ``like``'s device/dtype."""
+        name = f"_svd{axis}_{n}"
+        if f"{name}_A" not in self._buffers:
+            f = svd_factors(self.matrix_1d(axis, n))
+            for field, t in zip(Factors._fields, f):
+                self.derived(f"{name}_{field}", lambda t=t: t)
+        return Factors(*(cast(self._buffers[f"{name}_{field}"], like) for field in Factors._fields))
 
     def _hw(self, x: Tensor) -> tuple[Factors, Factors]:
         return self.factors(0, x.shape[-2], x), self.factors(1, x.shape[-1], x)
@@ -75,7 +73,7 @@ class SeparableOperator(LinearOperator):
         return self.factors(0, h, y), self.factors(1, w, y)
 
     def x_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (*y_shape[:2], self._fixed[0].shape[1], self._fixed[1].shape[1])
+        return (*y_shape[:2], self.A_h.shape[1], self.A_w.shape[1])
 
     # -- operator ------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -120,11 +118,10 @@ class SeparableOperator(LinearOperator):
         cm[..., :k_h, :k_w] = c[..., :k_h, :k_w]
         return fh.U @ cm @ fw.U.T
 
-    def pinv(self, y: Tensor, max_iter: int = 200, tol: float = 1e-6) -> Tensor:
-        """Exact ``A^+ y = A_h^+ Y A_w^{+T}`` through the 1-D SVDs."""
+    def pinv(self, y: Tensor, max_iter: int | None = None, tol: float | None = None) -> Tensor:
+        """Exact ``A^+ y = A_h^+ Y A_w^{+T}`` through the 1-D SVDs (cheaper than the 2-D ``V (U^T y / s)``)."""
         fh, fw = self._hw_from_y(y)
         return _pinv_1d(fh) @ y @ _pinv_1d(fw).T
 
     def __repr__(self) -> str:
-        a_h, a_w = self._fixed
-        return f"SeparableOperator(A_h={tuple(a_h.shape)}, A_w={tuple(a_w.shape)})"
+        return f"SeparableOperator(A_h={tuple(self.A_h.shape)}, A_w={tuple(self.A_w.shape)})"

@@ -7,22 +7,12 @@ import math
 import torch
 
 from ..errors import ShapeError
-from .base import LinearOperator, Tensor
+from .base import DecomposableOperator, Tensor, cast
 
 
-class Denoising(LinearOperator):
-    """The identity ``y = x``: plain Gaussian denoising. SVD: ``U = V = I``, ``s = 1``."""
-
-    has_svd = True
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        return y
-
-    def pinv(self, y: Tensor, max_iter: int = 200, tol: float = 1e-6) -> Tensor:
-        return y
+class Denoising(DecomposableOperator):
+    """The identity ``y = x``: plain Gaussian denoising. SVD: ``U = V = I``, ``s = 1``;
+    everything else derives from it."""
 
     def singular_values(self, like: Tensor) -> Tensor:
         return like.real.new_ones(1, 1, 1, 1)
@@ -50,7 +40,7 @@ def helmert(n: int) -> Tensor:
     return h
 
 
-class Colorization(LinearOperator):
+class Colorization(DecomposableOperator):
     """Gray-scale measurement ``y = mean_c x_c``: (B, C, H, W) -> (B, 1, H, W).
 
     The row ``(1, ..., 1) / C`` has one singular value ``1 / sqrt(C)``. Per pixel,
@@ -63,12 +53,10 @@ class Colorization(LinearOperator):
         channels: number of image channels C (3 for RGB).
     """
 
-    has_svd = True
-
     def __init__(self, channels: int = 3) -> None:
         super().__init__()
         self.channels = int(channels)
-        self._vt = helmert(self.channels)
+        self.register_buffer("helmert", helmert(self.channels))
 
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)
@@ -90,10 +78,10 @@ class Colorization(LinearOperator):
         return s
 
     def V_adjoint(self, x: Tensor) -> Tensor:
-        return torch.einsum("kc,bchw->bkhw", self._vt.to(device=x.device, dtype=x.dtype), x)
+        return torch.einsum("kc,bchw->bkhw", cast(self.helmert, x), x)
 
     def V(self, c: Tensor) -> Tensor:
-        return torch.einsum("kc,bkhw->bchw", self._vt.to(device=c.device, dtype=c.dtype), c)
+        return torch.einsum("kc,bkhw->bchw", cast(self.helmert, c), c)
 
     def U_adjoint(self, y: Tensor) -> Tensor:
         c = y.new_zeros(self.x_shape(tuple(y.shape)))

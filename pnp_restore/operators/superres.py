@@ -128,7 +128,11 @@ class BlurDownsample(LinearOperator):
         super().__init__()
         self.scale = _check_scale(scale)
         self._blur = Blur(kernel, padding="circular")
-        self.kernel = self._blur.kernel
+
+    @property
+    def kernel(self) -> Tensor:
+        """(B, 1, kh, kw) kernel, the circular blur's buffer."""
+        return self._blur.kernel
 
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)

@@ -1,10 +1,12 @@
 """Priors: denoisers ``denoise(x, sigma) -> E[x0 | x]`` on the [0, 1] image scale.
 
 ``load(source)`` gives a pretrained prior (see ``docs/priors.md``); ``available()`` lists
-the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own.
+the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own. One module per
+format (``adm``, ``builtin``, ``diffusers``, ``edm``) reads its checkpoints with the helpers
+of ``checkpoints``; ``load`` only dispatches to them.
 """
 
-from .base import Prior, karras_sigmas, range_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
+from .base import Denoiser, Prior, karras_sigmas, range_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
 from .ddpm import DDPMPrior
 from .edm import EDMPrior
 from .load import load
@@ -24,7 +26,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Prior", "karras_sigmas", "range_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
+    "Denoiser", "Prior", "karras_sigmas", "range_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
     "load", "available", "DDPMPrior", "EDMPrior", "DiscreteVPSchedule", "betas",
     "PaddedPrior", "TiledPrior", "GaussianPrior", "GaussianMixturePrior", "ADMUNet",
 ]

@@ -1,4 +1,5 @@
-"""The ADM UNet of Dhariwal & Nichol (2021), "Diffusion Models Beat GANs on Image Synthesis".
+"""The ADM UNet of Dhariwal & Nichol (2021), "Diffusion Models Beat GANs on Image Synthesis",
+and :func:`load_adm` for its published state dicts.
 
 Written for this project from the paper and the architecture of openai/guided-diffusion
 (``guided_diffusion/unet.py``): module names and shapes are the same, so the published
@@ -16,13 +17,18 @@ q k^T / sqrt(ch)).
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
+from .checkpoints import load_module, read_state_dict, state_dict_mismatch
+from .ddpm import DDPMPrior
+from .schedules import DiscreteVPSchedule
 
 Tensor = torch.Tensor
 
@@ -307,4 +313,59 @@ def build_adm(arch: str | dict[str, Any]) -> ADMUNet:
     )
 
 
-__all__ = ["ADMUNet", "build_adm", "adm_config", "PRESETS", "DEFAULTS", "timestep_embedding"]
+def guess_preset(state: dict[str, Tensor]) -> str | None:
+    """Name of the preset whose key/shape layout ``state`` has, if any."""
+    for name in PRESETS:
+        with torch.device("meta"):
+            expected = build_adm(name).state_dict()
+        if len(expected) == len(state) and not state_dict_mismatch(expected, state):
+            return name
+    return None
+
+
+def load_adm(path: str | os.PathLike, arch: str | dict[str, Any] | None, /, **options: Any) -> DDPMPrior:
+    """A :class:`DDPMPrior` from a guided-diffusion state dict file (``strict=True``).
+
+    Args:
+        path: ``.pt``/``.safetensors`` state dict.
+        arch: a preset name, a dict of guided-diffusion flags, or None: the preset whose
+            key layout the file has.
+        **options: passed to :class:`DDPMPrior` (``clip``, ``respacing``, ``quantize``).
+
+    Raises:
+        CheckpointError: unreadable file, unknown layout, or weights that do not fit ``arch``
+            (naming the preset they do fit, if any).
+        ConfigError: a class-conditional model (it needs labels).
+    """
+    path = Path(path)
+    state = read_state_dict(path)
+    if arch is None:
+        arch = guess_preset(state)
+        if arch is None:
+            raise CheckpointError(
+                f"cannot tell the architecture of {path}: pass arch= an ADM preset ({', '.join(PRESETS)}), "
+                f"a dict of guided-diffusion flags, or an EDM config; or write a JSON config to {path.with_suffix('.json')}"
+            )
+    cfg = adm_config(arch)
+    if cfg["class_cond"]:
+        raise ConfigError("class-conditional ADM models need labels and cannot serve as an unconditional prior")
+    name = arch if isinstance(arch, str) else "the given ADM config"
+    try:
+        model = load_module(lambda: build_adm(cfg), state, f"{path} with ADM arch {name}")
+    except CheckpointError as e:
+        fits = guess_preset(state)
+        hint = f"it looks like the {fits!r} preset" if fits else "pass the arch= it was trained with"
+        raise CheckpointError(f"{e}; {hint}") from None
+    return DDPMPrior(
+        model,
+        DiscreteVPSchedule(cfg["noise_schedule"], cfg["diffusion_steps"]),
+        prediction="sample" if cfg["predict_xstart"] else "epsilon",
+        learned_sigma=cfg["learn_sigma"],
+        channels=cfg["in_channels"],
+        native_size=(cfg["image_size"], cfg["image_size"]),
+        multiple=model.multiple,
+        **options,
+    )
+
+
+__all__ = ["ADMUNet", "build_adm", "adm_config", "guess_preset", "load_adm", "PRESETS", "DEFAULTS", "timestep_embedding"]

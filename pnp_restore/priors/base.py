@@ -10,10 +10,19 @@ A prior is a denoiser in the variance-exploding parameterisation on the
 maps to its own network's range internally (e.g. [-1, 1] and a VP timestep for
 DDPM networks). By Tweedie's formula the score is
 ``(denoise(x, sigma) - x) / sigma**2``.
+
+The diffusion solvers work in the variance-preserving (VP) form of a DDPM on [-1, 1]
+(Ho et al. 2020), ``x_t = sqrt(ab) x0 + sqrt(1 - ab) eps``, with ``ab = 1 / (1 + (2 sigma)^2)``
+(:func:`vp_alpha_bar`). ``prior.vp(x_t, sigma) -> (x0, eps)`` is that view: DDPM-type priors
+implement it natively (:class:`~pnp_restore.priors.ddpm.DDPMPrior`: network in, network out),
+every other prior gets it from ``denoise`` (:func:`vp_from_denoise`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -50,6 +59,46 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
     return (hi + ramp * (lo - hi)) ** rho
 
 
+@runtime_checkable
+class Denoiser(Protocol):
+    """What every solver needs from a prior: ``denoise(x, sigma) -> E[x0 | x]``.
+
+    ``x``: (B, C, H, W) on the [0, 1] scale, ``x = x0 + sigma n``; ``sigma``: float or (B,)
+    on the same scale. Optional attributes used when present: ``sigmas(steps)``,
+    ``sigma_min``/``sigma_max``, ``channels`` and ``vp(x_t, sigma)``.
+    """
+
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor: ...
+
+
+def _scalar_or_column(v: float | Tensor) -> float | Tensor:
+    return v.reshape(-1, 1, 1, 1) if isinstance(v, Tensor) else v
+
+
+def _sqrt(v: float | Tensor) -> float | Tensor:
+    return v.sqrt() if isinstance(v, Tensor) else math.sqrt(v)
+
+
+def vp_from_denoise(
+    denoise: Callable[[Tensor, float | Tensor], Tensor], x_t: Tensor, sigma: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """The VP view ``(x0, eps)`` on [-1, 1] of a [0, 1]-scale denoiser (any prior without its own ``vp``).
+
+    ``x_t = sqrt(ab) x0 + sqrt(1 - ab) eps`` with ``ab = vp_alpha_bar(sigma)``: ``x_t / sqrt(ab)``
+    is the variance-exploding image on [-1, 1] at noise ``2 sigma``, i.e. ``(x_t / sqrt(ab) + 1) / 2``
+    on [0, 1] at noise ``sigma``; then ``x0 = 2 denoise(.) - 1`` and ``eps`` follows from ``x_t``.
+
+    Args:
+        denoise: ``denoise(x, sigma)`` on the [0, 1] scale.
+        x_t: (B, C, H, W) VP iterate on the [-1, 1] scale.
+        sigma: float or (B,) tensor on the [0, 1] scale, > 0.
+    """
+    ab = _scalar_or_column(vp_alpha_bar(sigma))
+    x0 = 2 * denoise((x_t / _sqrt(ab) + 1) / 2, sigma) - 1
+    eps = (x_t - _sqrt(ab) * x0) / _sqrt(1 - ab)
+    return x0, eps
+
+
 class Prior(torch.nn.Module):
     """Base class of priors. Subclasses implement :meth:`denoise`.
 
@@ -73,6 +122,14 @@ class Prior(torch.nn.Module):
 
     def forward(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         return self.denoise(x, sigma)
+
+    def vp(self, x_t: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``(x0, eps)`` on [-1, 1] for the VP iterate ``x_t`` (see the module docstring).
+
+        This generic version goes through :meth:`denoise` (:func:`vp_from_denoise`); priors
+        built on a VP network override it to call the network directly.
+        """
+        return vp_from_denoise(self.denoise, x_t, sigma)
 
     def score(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """grad_x log p_sigma(x) = (E[x0|x] - x) / sigma^2 (Tweedie)."""
@@ -109,7 +166,7 @@ def range_sigmas(denoiser, steps: int) -> Tensor:
     return karras_sigmas(steps, lo, hi)
 
 
-def vp_alpha_bar(sigma: Tensor) -> Tensor:
+def vp_alpha_bar(sigma: float | Tensor) -> float | Tensor:
     """VP alpha_bar for a [0, 1]-scale VE sigma: the network sees [-1, 1], so
     sigma_net = 2 sigma and alpha_bar = 1 / (1 + sigma_net^2)."""
     return 1.0 / (1.0 + (2.0 * sigma) ** 2)
@@ -120,4 +177,4 @@ def sigma_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
     return torch.sqrt((1.0 - alpha_bar) / alpha_bar) / 2.0
 
 
-__all__ = ["Prior", "sigma_tensor", "karras_sigmas", "range_sigmas", "vp_alpha_bar", "sigma_from_alpha_bar"]
+__all__ = ["Denoiser", "Prior", "vp_from_denoise", "sigma_tensor", "karras_sigmas", "range_sigmas", "vp_alpha_bar", "sigma_from_alpha_bar"]

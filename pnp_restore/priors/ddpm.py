@@ -3,7 +3,7 @@
 The network was trained on [-1, 1] images in the VP form x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps
 (Ho et al. 2020). A [0, 1]-scale VE input x = x_0 + sigma n maps to it exactly:
 x_net = 2 x - 1 has noise level sigma_net = 2 sigma, ab = 1 / (1 + sigma_net^2) and
-x_t = sqrt(ab) x_net.
+x_t = sqrt(ab) x_net. ``denoise`` does that mapping; ``vp`` takes x_t itself (the solvers' path).
 """
 
 from __future__ import annotations
@@ -97,15 +97,30 @@ class DDPMPrior(Prior):
         """E[x0 | x] on [0, 1]; x: (B, C, H, W), sigma: float or (B,) on the [0, 1] scale."""
         self.check_input(x)
         s = sigma_tensor(sigma, x)
+        sqrt_ab = (1 + (2 * s.view(-1, 1, 1, 1)) ** 2).rsqrt()
+        x0, _ = self._predict(sqrt_ab * (2 * x - 1), s)
+        return (x0 + 1) / 2
+
+    def vp(self, x_t: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``(x0, eps)`` on [-1, 1] straight from the network for the VP iterate ``x_t`` on [-1, 1].
+
+        ``sigma`` (float or (B,), [0, 1] scale) gives ``ab = 1 / (1 + (2 sigma)^2)``; no [0, 1]
+        round trip. ``eps`` is the network's own for epsilon prediction without ``clip``,
+        else the one consistent with the returned ``x0``.
+        """
+        self.check_input(x_t)
+        return self._predict(x_t, sigma_tensor(sigma, x_t))
+
+    def _predict(self, x_t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """(x0, eps) on [-1, 1] for the VP input ``x_t`` at (B,) [0, 1]-scale noise levels ``s``."""
         t = self.schedule.t_from_sigma(s, self.quantize)
         s_net = 2 * s.view(-1, 1, 1, 1)
         sqrt_ab = (1 + s_net**2).rsqrt()
         sqrt_1m_ab = s_net * sqrt_ab
-        x_t = sqrt_ab * (2 * x - 1)
-        net_dtype = module_dtype(self.model, x.dtype)
+        net_dtype = module_dtype(self.model, x_t.dtype)
         t_dtype = torch.float32 if net_dtype in (torch.float16, torch.bfloat16) else net_dtype
-        out = call_model(self.model, x_t.to(net_dtype), t.to(t_dtype)).to(x.dtype)
-        c = x.shape[1]
+        out = call_model(self.model, x_t.to(net_dtype), t.to(t_dtype)).to(x_t.dtype)
+        c = x_t.shape[1]
         if out.shape[1] != c * (2 if self.learned_sigma else 1):
             hint = "set learned_sigma=False" if out.shape[1] == c else "check learned_sigma and channels"
             raise ShapeError(
@@ -121,10 +136,12 @@ class DDPMPrior(Prior):
             x0 = out
         if self.clip:
             x0 = x0.clamp(-1, 1)
-        return (x0 + 1) / 2
+        if self.prediction == "epsilon" and not self.clip:
+            return x0, out
+        return x0, (x_t - sqrt_ab * x0) / sqrt_1m_ab
 
     def extra_repr(self) -> str:
-        return f"prediction={self.prediction}, learned_sigma={self.learned_sigma}, schedule={self.schedule}"
+        return f"prediction={self.prediction}, learned_sigma={self.learned_sigma}"
 
 
 __all__ = ["DDPMPrior", "call_model", "PREDICTIONS"]

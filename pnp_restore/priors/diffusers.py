@@ -14,11 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import CheckpointError, ConfigError
+from .checkpoints import load_module, read_config, read_state_dict
 from .ddpm import DDPMPrior
-from .load import load_module, read_config, read_state_dict, state_dict_mismatch
 from .registry import hub_folder
 from .schedules import DiscreteVPSchedule, betas
 
@@ -95,16 +93,18 @@ def load_diffusers(source: str | os.PathLike, **options: Any) -> DDPMPrior:
     if weights is None:
         raise CheckpointError(f"no {' or '.join(WEIGHT_FILES)} in {unet_dir}; the download is incomplete")
     state = read_state_dict(weights)
-    with torch.device("meta"):
-        expected = UNet2DModel.from_config(config).state_dict()
-    if state_dict_mismatch(expected, state):
-        # Older checkpoints use deprecated key names that diffusers renames while loading.
+    try:
+        model = load_module(lambda: UNet2DModel.from_config(config), state, f"{weights} with its config.json")
+    except CheckpointError as mismatch:
+        # Older checkpoints use deprecated key names that diffusers renames while loading; any
+        # key still missing or left over after that would be random or ignored weights.
         try:
-            model = UNet2DModel.from_pretrained(unet_dir, local_files_only=True).eval().requires_grad_(False)
+            model, info = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, output_loading_info=True)
         except Exception as e:
-            raise CheckpointError(f"{weights} does not fit its config.json: {state_dict_mismatch(expected, state)}") from e
-    else:
-        model = load_module(lambda: UNet2DModel.from_config(config), state, str(weights))
+            raise CheckpointError(str(mismatch)) from e
+        if any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")):
+            raise CheckpointError(str(mismatch)) from None
+        model.eval().requires_grad_(False)
     schedule, prediction, learned = schedule_from_config(read_config(sched_file) if sched_file else {})
     c_in, c_out = model.config.in_channels, model.config.out_channels
     if c_out not in (c_in, 2 * c_in):

@@ -20,8 +20,9 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .base import Prior, sigma_tensor
+from .builtin_net import EDMDenoiser, UNetConfig
+from .checkpoints import load_module, read_state_dict
 from .ddpm import module_dtype
-from .load import load_module, read_state_dict
 
 Tensor = torch.Tensor
 
@@ -72,8 +73,6 @@ class EDMPrior(Prior):
 
 
 def _builtin_denoiser(**kwargs: Any) -> torch.nn.Module:
-    from .builtin import EDMDenoiser, UNetConfig
-
     return EDMDenoiser(UNetConfig.from_dict(kwargs))
 
 
@@ -82,7 +81,7 @@ def _builtin_denoiser(**kwargs: Any) -> torch.nn.Module:
 #: the loader import or call anything else; register networks of your own in Python
 #: (:func:`register_architecture`) or wrap them directly with :class:`EDMPrior`.
 ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {
-    "pnp_restore.priors.builtin:EDMDenoiser": _builtin_denoiser,
+    "pnp_restore.priors.builtin:EDMDenoiser": _builtin_denoiser,  # the name saved configs use; defined in builtin_net
 }
 
 

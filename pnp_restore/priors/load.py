@@ -1,201 +1,43 @@
-"""``load(source)``: one entry point for every kind of pretrained prior, and the
-state-dict helpers the format modules share.
+"""``load(source)``: one entry point for every kind of pretrained prior.
 
-Weights are read once, without a second copy: ``torch.load(mmap=True, weights_only=True)``
-or safetensors, the model is built on the meta device and the tensors are assigned
-(``load_state_dict(assign=True)``). Nothing here touches the network.
+It only decides which format loader reads ``source`` (the built-in prior, a registry preset,
+an ADM or EDM file, a diffusers folder or hub id) and wraps the result for placement, padding
+and tiling. The loaders share the helpers of :mod:`pnp_restore.priors.checkpoints`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import re
-import warnings
-import zipfile
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..devices import check_dtype, resolve_device
 from ..errors import CheckpointError, ConfigError
 from . import registry
 from .base import Prior
+from .checkpoints import WEIGHT_SUFFIXES, check_placement, first_line, read_config
+from .edm import load_edm
+from .wrappers import PaddedPrior, TiledPrior
 
-Tensor = torch.Tensor
-
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
-_CONTAINER_KEYS = ("state_dict", "model", "ema", "net", "params_ema")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
-
-
-def torch_load_plain(path: Path, advice: str, pickled: str = "") -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only, never code.
-
-    Raises:
-        CheckpointError: one line; a file that pickles classes or functions is refused (``pickled``
-            says what to do instead), a damaged one gets ``advice``.
-    """
-    try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files: the error says it all
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():  # the weights-only unpickler met a class or function
-            raise CheckpointError(f"{path} holds pickled Python objects, refused for safety; {pickled or advice}") from None
-        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
-    except Exception as e:  # torch raises RuntimeError, EOFError, OSError, ValueError... on a damaged file
-        raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Tensors of a ``.safetensors`` or torch-saved checkpoint, memory-mapped where possible.
-
-    Common containers ({"state_dict": ...}, {"model": ...}, {"ema": ...}) are unwrapped and a
-    DataParallel ``module.`` prefix is stripped. Pickled Python objects are refused
-    (``weights_only=True``): convert such files to a plain state dict first.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist; check the path or download it first")
-    advice = "download it again"
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            sd: Any = load_file(str(path), device="cpu")
-        except Exception as e:  # SafetensorError, OSError...
-            raise CheckpointError(f"cannot read {path}: truncated or not a checkpoint ({_first_line(e)}); {advice}") from None
-    else:
-        sd = torch_load_plain(
-            path, advice, pickled="load it with its own code and save model.state_dict() with torch.save or safetensors"
-        )
-    for key in _CONTAINER_KEYS:
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not any(isinstance(v, Tensor) for v in sd.values()):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path} is not a state dict of tensors; save model.state_dict() instead")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def state_dict_mismatch(expected: dict[str, Any], found: dict[str, Tensor], show: int = 3) -> str:
-    """'' when ``found`` has exactly the keys and shapes of ``expected``; else a short description."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    shapes = [
-        f"{k} expected {tuple(v.shape)} found {tuple(found[k].shape)}"
-        for k, v in expected.items()
-        if k in found and tuple(v.shape) != tuple(found[k].shape)
-    ]
-    parts = [
-        f"{len(items)} {what} ({', '.join(items[:show])}{', ...' if len(items) > show else ''})"
-        for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
-        if items
-    ]
-    return "; ".join(parts)
-
-
-def load_module(factory: Callable[[], torch.nn.Module], state: dict[str, Tensor], what: str, hint: str = "") -> torch.nn.Module:
-    """Build ``factory()`` on the meta device and assign ``state`` to it (no second copy).
-
-    Raises CheckpointError naming the first missing, unexpected and wrong-shape keys when
-    ``state`` does not fit. The module is returned in eval mode without gradients.
-    """
-    with torch.device("meta"):
-        model = factory()
-    mismatch = state_dict_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise CheckpointError(f"{what} does not fit: {mismatch}{'; ' + hint if hint else ''}")
-    model.load_state_dict(state, strict=True, assign=True)
-    if any(t.is_meta for t in model.buffers()):  # non-persistent buffers built in __init__
-        model = factory()
-        model.load_state_dict(state, strict=True)
-    return model.eval().requires_grad_(False)
-
-
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read the JSON config {path} ({_first_line(e)})") from None
-
-
-def check_placement(device: torch.device | str | None, dtype: torch.dtype | None) -> None:
-    """Raise :class:`ConfigError` unless ``device`` (None: default) exists here and ``dtype`` is a float dtype."""
-    check_dtype(dtype)
-    if device is not None:
-        resolve_device(device)
-
-
-def _load_adm_file(path: Path, arch: str | dict[str, Any] | None, options: dict[str, Any]) -> Prior:
-    from .adm import PRESETS, adm_config, build_adm
-    from .ddpm import DDPMPrior
-    from .schedules import DiscreteVPSchedule
-
-    state = read_state_dict(path)
-    if arch is None:
-        arch = _guess_adm_preset(state)
-        if arch is None:
-            raise CheckpointError(
-                f"cannot tell the architecture of {path}: pass arch= an ADM preset ({', '.join(PRESETS)}), "
-                f"a dict of guided-diffusion flags, or an EDM config; or write a JSON config to {path.with_suffix('.json')}"
-            )
-    cfg = adm_config(arch)
-    if cfg["class_cond"]:
-        raise ConfigError("class-conditional ADM models need labels and cannot serve as an unconditional prior")
-    name = arch if isinstance(arch, str) else "the given ADM config"
-    try:
-        model = load_module(lambda: build_adm(cfg), state, f"{path} with ADM arch {name}")
-    except CheckpointError as e:
-        fits = _guess_adm_preset(state)
-        hint = f"it looks like the {fits!r} preset" if fits else "pass the arch= it was trained with"
-        raise CheckpointError(f"{e}; {hint}") from None
-    return DDPMPrior(
-        model,
-        DiscreteVPSchedule(cfg["noise_schedule"], cfg["diffusion_steps"]),
-        prediction="sample" if cfg["predict_xstart"] else "epsilon",
-        learned_sigma=cfg["learn_sigma"],
-        channels=cfg["in_channels"],
-        native_size=(cfg["image_size"], cfg["image_size"]),
-        multiple=model.multiple,
-        **options,
-    )
-
-
-def _guess_adm_preset(state: dict[str, Tensor]) -> str | None:
-    """Name of the ADM preset whose key/shape layout ``state`` has, if any."""
-    from .adm import PRESETS, build_adm
-
-    for name in PRESETS:
-        with torch.device("meta"):
-            expected = build_adm(name).state_dict()
-        if len(expected) == len(state) and not state_dict_mismatch(expected, state):
-            return name
-    return None
+# The ADM, diffusers and built-in loaders are imported when a source needs them, so that importing
+# the package does not load every format's code.
 
 
 def _load_file(path: Path, arch: str | dict[str, Any] | None, options: dict[str, Any]) -> Prior:
+    """An ADM or EDM state dict file; ``arch`` (or the JSON next to the file) says which."""
     if isinstance(arch, (str, os.PathLike)) and str(arch).endswith(".json"):
         arch = read_config(arch)
     if arch is None and path.with_suffix(".json").is_file():
         arch = read_config(path.with_suffix(".json"))
     if isinstance(arch, dict) and arch.get("format", "adm") == "edm":
-        from .edm import load_edm
-
         return load_edm(path, arch, **options)
     if isinstance(arch, dict) and arch.get("format", "adm") != "adm":
         raise ConfigError(f"unknown config format {arch['format']!r}; use 'adm' or 'edm'")
-    return _load_adm_file(path, arch, options)
+    from .adm import load_adm
+
+    return load_adm(path, arch, **options)
 
 
 def _build(source: str | os.PathLike, arch: str | dict[str, Any] | None, options: dict[str, Any]) -> Prior:
@@ -267,8 +109,6 @@ def load(
         CheckpointError: missing, truncated or mismatching weights; a config naming a class
             outside the allowed architectures.
     """
-    from .wrappers import PaddedPrior, TiledPrior
-
     check_placement(device, dtype)
     if source == "builtin":
         from .builtin import load_builtin
@@ -286,7 +126,7 @@ def load(
         except TypeError as e:  # an option the prior class does not take
             if "keyword argument" not in str(e):
                 raise
-            raise ConfigError(f"{_first_line(e)}; see the prior class for the options it accepts") from None
+            raise ConfigError(f"{first_line(e)}; see the prior class for the options it accepts") from None
         prior = prior.to(device=device, dtype=dtype or torch.float32)
     if channels_last:
         prior = prior.to(memory_format=torch.channels_last)
@@ -298,6 +138,4 @@ def load(
     return prior
 
 
-__all__ = [
-    "load", "check_placement", "read_state_dict", "torch_load_plain", "load_module", "state_dict_mismatch", "read_config", "WEIGHT_SUFFIXES",
-]
+__all__ = ["load"]

@@ -56,30 +56,45 @@ def betas(name: str, T: int = 1000, beta_start: float | None = None, beta_end: f
     return torch.sigmoid(torch.linspace(-6, 6, T, dtype=torch.float64)) * (hi - lo) + lo
 
 
-class DiscreteVPSchedule:
+def _table_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+class DiscreteVPSchedule(torch.nn.Module):
     """A discrete VP (DDPM) schedule seen as noise levels on the [0, 1] image scale.
+
+    A module so that the prior holding it moves its lookup table with ``prior.to(device)``
+    (a non-persistent buffer: not in state dicts). The table keeps float64 (float32 on MPS)
+    whatever dtype the prior is cast to, since timesteps must stay exact.
 
     Args:
         betas: (T,) betas in (0, 1), or the name of a schedule from :func:`betas`.
         T: number of steps when ``betas`` is a name.
 
     Attributes:
-        betas, alphas_cumprod: (T,) float64.
-        sigmas: (T,) float64, increasing in t: sigma_t = sqrt((1 - ab_t) / ab_t) / 2.
+        betas, alphas_cumprod: (T,) float64, on the CPU.
+        sigmas: (T,) float64 on the CPU, increasing in t: sigma_t = sqrt((1 - ab_t) / ab_t) / 2.
+        log_sigmas: (T,) buffer, log of ``sigmas`` on the module's device.
         sigma_min, sigma_max: sigmas[0], sigmas[-1] as floats.
     """
 
     def __init__(self, betas_: Tensor | str, T: int = 1000) -> None:
+        super().__init__()
         b = betas(betas_, T) if isinstance(betas_, str) else torch.as_tensor(betas_, dtype=torch.float64).flatten()
         if b.numel() < 1 or bool((b <= 0).any()) or bool((b >= 1).any()):
             raise ConfigError("betas must all lie strictly between 0 and 1 (alpha_bar must stay > 0)")
         self.betas = b
         self.alphas_cumprod = torch.cumprod(1 - b, 0)
         self.sigmas = sigma_from_alpha_bar(self.alphas_cumprod)
-        self.log_sigmas = self.sigmas.log()
-        self._tables: dict = {}  # (device, dtype) -> log_sigmas there
+        self.register_buffer("log_sigmas", self.sigmas.log(), persistent=False)
         if not bool((self.log_sigmas.diff() > 0).all()):
             raise ConfigError("the schedule's noise levels must increase strictly with t")
+
+    def _apply(self, fn, recurse: bool = True):
+        # Follow the module's device but not its dtype (.half() would round the timesteps).
+        device = fn(torch.zeros(())).device
+        self.log_sigmas = self.sigmas.log().to(device, _table_dtype(device))
+        return self
 
     @property
     def T(self) -> int:
@@ -103,11 +118,8 @@ class DiscreteVPSchedule:
         ``quantize=True`` returns the nearest timestep in log-sigma instead.
         Sigmas outside [sigma_min, sigma_max] are clamped to t = 0 or T - 1.
         """
-        dtype = torch.float32 if sigma.device.type == "mps" else torch.float64
-        key = (sigma.device, dtype)
-        if key not in self._tables:  # called on every denoise: copy the table to the device once
-            self._tables[key] = self.log_sigmas.to(sigma.device, dtype)
-        table = self._tables[key]
+        dtype = _table_dtype(sigma.device)
+        table = self.log_sigmas.to(sigma.device, dtype)  # a no-op once the prior is on sigma's device
         ls = sigma.to(dtype).clamp_min(torch.finfo(dtype).tiny).log().clamp(table[0], table[-1])
         if quantize:
             return (ls[..., None] - table).abs().argmin(-1).to(dtype)
@@ -146,8 +158,8 @@ class DiscreteVPSchedule:
             raise ConfigError(f"unknown respacing {kind!r}; choose one of {', '.join(RESPACINGS)}")
         return t.flip(0).to(torch.int64)
 
-    def __repr__(self) -> str:
-        return f"DiscreteVPSchedule(T={self.T}, sigma_min={self.sigma_min:.4g}, sigma_max={self.sigma_max:.4g})"
+    def extra_repr(self) -> str:
+        return f"T={self.T}, sigma_min={self.sigma_min:.4g}, sigma_max={self.sigma_max:.4g}"
 
 
 __all__ = ["betas", "DiscreteVPSchedule", "SCHEDULES", "RESPACINGS"]

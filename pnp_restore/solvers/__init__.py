@@ -1,8 +1,11 @@
 """Training-free solvers: DDPM/DDIM, DPS, DDRM, DDNM(+), DiffPIR, PnP-ADMM.
 
 Each restoration solver is a plain function
-``solver(y, operator, prior, *, sigma_y=0.0, steps=..., seed=None, callback=None, x_init=None, **hyper) -> x``.
-:data:`SOLVERS` maps names to them and :data:`SPECS` holds their metadata.
+``solver(y, operator, prior, *, sigma_y=0.0, steps=..., seed=None, callback=None, x_init=None, **hyper) -> x``
+and its module declares a :class:`SolverSpec` (``SPEC``) next to it: its paper, what it needs from the
+operator (SVD, linearity) and the prior, its options' ranges and its per-task settings; the default
+number of steps is the function's own ``steps`` default. :data:`REGISTRY` lists the specs; adding a
+solver is one module plus one line there.
 """
 
 from __future__ import annotations
@@ -10,99 +13,57 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .common import COMMON_RANGES, Range, check_value
+from ..tasks import Task, parse_task
+from . import ddnm as _ddnm
+from . import ddrm as _ddrm
+from . import diffpir as _diffpir
+from . import dps as _dps
+from . import pnp_admm as _pnp_admm
+from .common import COMMON_RANGES, SolverSpec, check_value
 from .ddnm import ddnm
 from .ddpm import ddim, ddpm
 from .ddrm import ddrm
 from .diffpir import DIFFPIR_PARAMS, diffpir, diffpir_timesteps  # noqa: F401
-from .dps import DPS_SCALES, dps  # noqa: F401
+from .dps import DPS_SCALES, dps
 from .pnp_admm import pnp_admm
 
+#: The restoration solvers, in the order they are offered.
+REGISTRY: tuple[SolverSpec, ...] = (_ddrm.SPEC, _ddnm.SPEC, _dps.SPEC, _diffpir.SPEC, _pnp_admm.SPEC)
 
-@dataclass(frozen=True)
-class SolverSpec:
-    """What a solver needs and where it comes from.
-
-    Attributes:
-        fn: the solver function.
-        paper: citation.
-        default_steps: the published number of steps (denoiser calls).
-        svd: when the operator needs an SVD: ``"never"``, ``"always"`` or ``"noisy"`` (sigma_y > 0).
-        stochastic: whether ``seed`` matters.
-        ranges: allowed values of the numeric hyper-parameters (their types come from ``fn``'s
-            annotations; see :func:`validate_options`).
-    """
-
-    fn: Callable
-    paper: str
-    default_steps: int
-    svd: str = "never"
-    stochastic: bool = True
-    ranges: dict[str, Range] = field(default_factory=dict)
-
-    def needs_svd(self, sigma_y: float = 0.0) -> bool:
-        return self.svd == "always" or (self.svd == "noisy" and float(sigma_y) > 0)
-
-
-_UNIT = Range(0.0, 1.0)
-_POSITIVE = Range(0.0, lo_open=True)
-
-SPECS: dict[str, SolverSpec] = {
-    "ddrm": SolverSpec(
-        ddrm, "Kawar et al., Denoising Diffusion Restoration Models, NeurIPS 2022", 20, "always",
-        ranges={"eta": _UNIT, "eta_b": _UNIT},
-    ),
-    "ddnm": SolverSpec(
-        ddnm, "Wang et al., Zero-Shot Image Restoration Using DDNM, ICLR 2023", 100, "noisy",
-        ranges={"eta": _UNIT, "travel_length": Range(1), "travel_repeat": Range(1)},
-    ),
-    "dps": SolverSpec(dps, "Chung et al., Diffusion Posterior Sampling, ICLR 2023", 1000, ranges={"zeta": Range(0.0)}),
-    "diffpir": SolverSpec(
-        diffpir, "Zhu et al., Denoising Diffusion Models for Plug-and-Play IR, CVPRW 2023", 100,
-        ranges={"lam": _POSITIVE, "zeta": _UNIT},
-    ),
-    "pnp_admm": SolverSpec(
-        pnp_admm, "Venkatakrishnan et al., GlobalSIP 2013; Chan et al., IEEE TCI 2017", 100, stochastic=False,
-        ranges={"sigma_max": _POSITIVE, "sigma_min": _POSITIVE, "anneal": _UNIT},
-    ),
-}
+#: name -> :class:`SolverSpec`
+SPECS: dict[str, SolverSpec] = {s.name: s for s in REGISTRY}
 
 #: name -> restoration solver function
-SOLVERS: dict[str, Callable] = {name: spec.fn for name, spec in SPECS.items()}
-
-
-def _unknown(name: str) -> ConfigError:
-    return ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
-
-
-#: Tasks with published per-task hyper-parameters (the names of DPS's configs).
-TASKS = ("super_resolution", "inpainting", "gaussian_deblur", "motion_deblur")
-
-
-def task_defaults(name: str, task: str | None) -> dict:
-    """The paper's hyper-parameters of solver ``name`` for ``task`` (may include ``steps``).
-
-    DPS tunes ``zeta`` per task (:data:`DPS_SCALES`) and DiffPIR ``lam``, ``zeta`` and
-    the number of steps (:data:`DIFFPIR_PARAMS`); the other solvers publish one setting,
-    so this is ``{}`` for them and for ``task=None``.
-    """
-    spec(name)
-    if task is None:
-        return {}
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)} (or None)")
-    if name == "dps":
-        return {"zeta": DPS_SCALES[task]}
-    if name == "diffpir":
-        return dict(DIFFPIR_PARAMS[task])
-    return {}
-
+SOLVERS: dict[str, Callable] = {s.name: s.fn for s in REGISTRY}
 
 #: Arguments every solver takes that are not hyper-parameters (``restore`` passes them itself).
 COMMON = ("y", "operator", "prior", "denoiser", "sigma_y", "steps", "seed", "callback")
+
+
+def spec(name: str) -> SolverSpec:
+    """The :class:`SolverSpec` of solver ``name`` (raises :class:`ConfigError` if unknown)."""
+    if name not in SPECS:
+        raise ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def get(name: str) -> Callable:
+    """The solver function called ``name`` (raises :class:`ConfigError` if unknown)."""
+    return spec(name).fn
+
+
+def task_defaults(name: str, task: str | Task | None) -> dict:
+    """The paper's hyper-parameters of solver ``name`` for ``task`` (may include ``steps``).
+
+    DPS tunes ``zeta`` per task (:data:`DPS_SCALES`) and DiffPIR ``lam``, ``zeta`` and the number
+    of steps (:data:`DIFFPIR_PARAMS`); the other solvers publish one setting, so this is ``{}`` for
+    them, for tasks without published settings and for ``task=None``.
+    """
+    tasks = spec(name).tasks
+    task = parse_task(task)
+    return {} if task is None else dict(tasks.get(task, {}))
 
 
 def options(name: str) -> list[str]:
@@ -140,27 +101,13 @@ def validate_args(solver: str, **args) -> dict:
     return _check(solver, args)
 
 
-def get(name: str) -> Callable:
-    """The solver function called ``name`` (raises :class:`ConfigError` if unknown)."""
-    if name not in SOLVERS:
-        raise _unknown(name)
-    return SOLVERS[name]
-
-
-def spec(name: str) -> SolverSpec:
-    """The :class:`SolverSpec` of solver ``name``."""
-    if name not in SPECS:
-        raise _unknown(name)
-    return SPECS[name]
-
-
 __all__ = [
     "DIFFPIR_PARAMS",
     "DPS_SCALES",
+    "REGISTRY",
     "SOLVERS",
     "SPECS",
     "COMMON",
-    "TASKS",
     "SolverSpec",
     "ddim",
     "ddnm",

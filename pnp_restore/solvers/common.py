@@ -7,18 +7,27 @@ are [0, 1]-scale denoisers ``D(x, sigma)``. The two are the same model under
     sigma_net = 2 sigma,   ab = 1 / (1 + sigma_net^2),   x_vp = sqrt(ab) (2 x_ve - 1),
     x0_pm = 2 D(x_ve, sigma) - 1,   eps = (x_vp - sqrt(ab) x0_pm) / sqrt(1 - ab),
 
-so each solver runs its paper's update verbatim in VP/[-1, 1] coordinates and
-converts only at the boundary (:class:`VPDenoiser`, :func:`to_pm1`, :func:`measurement_to_pm1`).
+so each solver runs its paper's update verbatim in VP/[-1, 1] coordinates: the prior's
+``vp(x_t, sigma) -> (x0, eps)`` (native for DDPM networks, derived from ``denoise`` otherwise,
+see :mod:`pnp_restore.priors.base`) and the measurement ``y_pm = 2 y - A(1)`` of the [-1, 1]
+image (:attr:`Run.y_pm`). Images are converted to [0, 1] only at the public boundary: the
+solver's output, and the callback's ``x``/``x0`` (only when there is a callback).
+
+Every solver opens with :func:`setup`, which checks the problem once and wraps the prior in
+the one NFE counter (:class:`CountingPrior`); each module declares its :class:`SolverSpec`
+next to the function, and :mod:`pnp_restore.solvers` lists them.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import types
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,8 +35,9 @@ import torch
 from .._rng import SampleRNG
 from ..errors import ConfigError, DivergenceError, OperatorError, ShapeError
 from ..operators.base import LinearOperator
-from ..priors.base import range_sigmas
+from ..priors.base import Denoiser, Prior, range_sigmas, vp_from_denoise
 from ..priors.base import vp_alpha_bar as alpha_bar  # VP alpha_bar of a [0, 1]-scale sigma (floats too)
+from ..tasks import Task
 
 Tensor = torch.Tensor
 Callback = Callable[[dict], None]
@@ -64,6 +74,46 @@ COMMON_RANGES: dict[str, Range] = {
     "steps": Range(1, MAX_STEPS),
     "seed": Range(-(2**63), 2**63 - 1, label="in the int64 range"),
 }
+UNIT = Range(0.0, 1.0)
+POSITIVE = Range(0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """One registry entry: a solver and everything callers need to know about it.
+
+    Attributes:
+        name: the registry name (``restore(..., solver=name)``).
+        fn: the solver function, ``fn(y, operator, prior, *, sigma_y, steps, seed, callback, ...)``.
+        paper: citation.
+        svd: when the operator needs an SVD: ``"never"``, ``"always"`` or ``"noisy"`` (sigma_y > 0).
+        linear: whether the operator must be linear (every solver here uses A^T, A^+ or prox).
+        prior: what it uses of the prior: ``"denoise"`` (``denoise(x, sigma)`` only), ``"vp"``
+            (the VP view ``vp(x_t, sigma)``, derived from ``denoise`` when the prior has none) or
+            ``"vp+grad"`` (the same, differentiated through).
+        stochastic: whether ``seed`` matters.
+        ranges: allowed values of the numeric hyper-parameters (their types come from ``fn``'s
+            annotations; see :func:`pnp_restore.solvers.validate_options`).
+        tasks: the paper's per-task hyper-parameters (may include ``steps``), by :class:`Task`.
+    """
+
+    name: str
+    fn: Callable
+    paper: str
+    svd: Literal["never", "always", "noisy"] = "never"
+    linear: bool = True
+    prior: Literal["denoise", "vp", "vp+grad"] = "vp"
+    stochastic: bool = True
+    ranges: Mapping[str, Range] = field(default_factory=dict)
+    tasks: Mapping[Task, Mapping[str, float]] = field(default_factory=dict)
+
+    @property
+    def default_steps(self) -> int:
+        """The published number of steps: the default of ``fn``'s ``steps`` (its one source)."""
+        return inspect.signature(self.fn).parameters["steps"].default
+
+    def needs_svd(self, sigma_y: float = 0.0) -> bool:
+        return self.svd == "always" or (self.svd == "noisy" and float(sigma_y) > 0)
 
 
 def _real(v) -> bool:
@@ -149,34 +199,42 @@ def from_pm1(x: Tensor) -> Tensor:
     return (x + 1) / 2
 
 
-def measurement_to_pm1(y: Tensor, operator: LinearOperator, x_shape: tuple[int, ...]) -> Tensor:
-    """The measurement of the [-1, 1] image: ``A(2 x - 1) = 2 y - A(1)`` (A linear)."""
-    ones = torch.ones(x_shape, device=y.device, dtype=y.dtype)
-    return 2 * y - operator.forward(ones)
+class CountingPrior:
+    """The prior as the solvers see it, counting network evaluations (the NFE) in one place.
 
-
-class VPDenoiser:
-    """A :class:`~pnp_restore.priors.base.Prior` as the x0/eps predictor of a DDPM on [-1, 1].
-
-    ``den(x_vp, sigma) -> (x0, eps)`` in VP / [-1, 1] coordinates, for a [0, 1]-scale
-    noise level ``sigma`` (python float). ``den.ve(x, sigma)`` gives x0 on [-1, 1] for a
-    variance-exploding input on [-1, 1] (``x = x0 + 2 sigma n``, as DDRM writes it).
-    ``nfe`` counts the calls to the prior.
+    ``denoise(x, sigma)`` (checked to return a tensor shaped like ``x``) and ``vp(x_t, sigma)``
+    each count one evaluation; ``vp`` is the prior's own when it has one (DDPM networks),
+    else derived from ``denoise``. Other attributes (``sigmas``, ``channels``...) are the prior's.
+    Build it with :func:`counting`, which validates the prior.
     """
 
-    def __init__(self, prior) -> None:
+    def __init__(self, prior: Denoiser) -> None:
         self.prior = prior
         self.nfe = 0
+        own = getattr(type(prior), "vp", None)
+        self._native_vp = own is not None and own is not Prior.vp
 
-    def ve(self, x: Tensor, sigma: float) -> Tensor:
+    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         self.nfe += 1
-        return to_pm1(denoise(self.prior, from_pm1(x), sigma))
+        return denoise(self.prior, x, sigma)
 
-    def __call__(self, x_vp: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
-        ab = alpha_bar(sigma)
-        x0 = self.ve(x_vp / math.sqrt(ab), sigma)
-        eps = (x_vp - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-        return x0, eps
+    def vp(self, x_t: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
+        """``(x0, eps)`` on [-1, 1] for the VP iterate ``x_t`` on [-1, 1] at [0, 1]-scale ``sigma``."""
+        if not self._native_vp:
+            return vp_from_denoise(self.denoise, x_t, sigma)
+        self.nfe += 1
+        return self.prior.vp(x_t, sigma)
+
+    def __getattr__(self, name: str):
+        return getattr(self.prior, name)
+
+
+def counting(prior: Denoiser) -> CountingPrior:
+    """``prior`` wrapped in a :class:`CountingPrior` (itself if it already is one), after :func:`check_prior`."""
+    if isinstance(prior, CountingPrior):
+        return prior
+    check_prior(prior)
+    return CountingPrior(prior)
 
 
 def check_x_init(x_init: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -250,16 +308,14 @@ def denoise(prior, x: Tensor, sigma) -> Tensor:
 Y_SLACK = 1.5
 
 
-def check_measurement(y: Tensor, operator: LinearOperator, prior) -> tuple[int, ...]:
-    """Shape (B, C, H, W) of the images behind ``y``, after checking the problem.
+def check_measurement(y: Tensor, operator: LinearOperator, prior: Denoiser) -> tuple[tuple[int, ...], Tensor]:
+    """Shape (B, C, H, W) of the images behind ``y`` and ``A(1)`` (shaped like ``y``), after checking the problem.
 
-    Raises :class:`ConfigError` if ``prior`` has no ``denoise`` (:func:`check_prior`),
-    :class:`OperatorError` if ``operator`` is not a :class:`LinearOperator`,
+    Raises :class:`OperatorError` if ``operator`` is not a :class:`LinearOperator`,
     :class:`ShapeError` if ``y`` is not a non-empty (B, C', H', W') float tensor of the shape
     ``operator`` produces or ``prior.channels`` differs from the images', and
     :class:`ConfigError` if ``y`` has NaN/Inf or values no [0, 1] image gives (a 0..255 image).
     """
-    check_prior(prior)
     if not isinstance(operator, LinearOperator):
         raise OperatorError(
             f"operator must be a pnp_restore.operators LinearOperator; got {type(operator).__name__}: wrap a linear "
@@ -291,7 +347,7 @@ def check_measurement(y: Tensor, operator: LinearOperator, prior) -> tuple[int, 
             f"the prior models {channels}-channel images but the operator produces {x_shape[1]}-channel ones; "
             "use a matching prior or operator"
         )
-    return x_shape
+    return x_shape, ones
 
 
 class Steps:
@@ -303,23 +359,104 @@ class Steps:
         callback: ``callback(info)`` with ``step, steps, sigma, x, x0, nfe`` ([0, 1] images).
         nfe: function returning the current NFE count.
         hint: what to try when the iterate diverges.
+        pm1: the iterates are on [-1, 1] (converted to [0, 1] for the callback).
     """
 
-    def __init__(self, solver: str, steps: int, callback: Callback | None, nfe: Callable[[], int], hint: str) -> None:
-        self.solver, self.steps, self.callback, self.nfe, self.hint = solver, steps, callback, nfe, hint
+    def __init__(
+        self, solver: str, steps: int, callback: Callback | None, nfe: Callable[[], int], hint: str, pm1: bool = True
+    ) -> None:
+        self.solver, self.steps, self.callback, self.nfe, self.hint, self.pm1 = solver, steps, callback, nfe, hint, pm1
 
-    def __call__(self, i: int, sigma: float, x: Tensor, x0: Tensor | None = None, **extra) -> None:
-        """Check and report step ``i`` (0-based); ``x``/``x0`` on [0, 1]."""
+    def __call__(self, i: int, sigma: float, x: Tensor, x0: Tensor | None = None, scale: float = 1.0, **extra) -> None:
+        """Check and report step ``i`` (0-based). ``x / scale`` and ``x0`` are images in the solver's range
+        ([-1, 1] if ``pm1``); ``scale`` is e.g. ``sqrt(ab)`` for a VP iterate."""
         bad = not bool(torch.isfinite(x).all()) or (x0 is not None and not bool(torch.isfinite(x0).all()))
         if bad:
             raise DivergenceError(
                 f"{self.solver} diverged at step {i + 1}/{self.steps} (sigma={sigma:.4g}): "
                 f"NaN/Inf in the iterate; {self.hint}"
             )
-        if self.callback is not None:
-            info = {"step": i, "steps": self.steps, "sigma": sigma, "x": x, "x0": x0, "nfe": self.nfe()}
-            info.update(extra)
-            self.callback(info)
+        if self.callback is None:
+            return
+        x = x / scale if scale != 1.0 else x
+        if self.pm1:
+            x, x0 = from_pm1(x), (None if x0 is None else from_pm1(x0))
+        info = {"step": i, "steps": self.steps, "sigma": sigma, "x": x, "x0": x0, "nfe": self.nfe()}
+        info.update(extra)
+        self.callback(info)
+
+
+@dataclass
+class Run:
+    """A checked problem, as :func:`setup` gives it to a solver.
+
+    Attributes:
+        solver: the registry name.
+        x_shape: (B, C, H, W) of the images behind ``y``.
+        y: the measurement on the [0, 1] scale.
+        ones: ``A(1)``, shaped like ``y``.
+        sigmas: the noise levels (for the diffusion solvers ``steps + 1`` floats ending in 0).
+        den: the prior behind the one NFE counter.
+        rng: per-sample noise (None for deterministic solvers).
+        callback: the user's callback or None.
+    """
+
+    solver: str
+    x_shape: tuple[int, ...]
+    y: Tensor
+    ones: Tensor
+    sigmas: list[float]
+    den: CountingPrior
+    rng: SampleRNG | None
+    callback: Callback | None
+
+    @property
+    def y_pm(self) -> Tensor:
+        """The measurement of the [-1, 1] image: ``A(2 x - 1) = 2 y - A(1)`` (A linear)."""
+        return 2 * self.y - self.ones
+
+    def zeros(self) -> Tensor:
+        """A zero image batch on ``y``'s device and dtype."""
+        return torch.zeros(self.x_shape, device=self.y.device, dtype=self.y.dtype)
+
+    def steps(self, total: int, hint: str, pm1: bool = True) -> Steps:
+        """The per-step check/callback for ``total`` steps (see :class:`Steps`)."""
+        return Steps(self.solver, total, self.callback, lambda: self.den.nfe, hint, pm1)
+
+
+#: ``levels(prior, steps, sigmas) -> noise levels``: how a solver turns ``steps``/``sigmas`` into its schedule.
+Levels = Callable[[Denoiser, int, Sigmas | None], list[float]]
+
+
+def setup(
+    solver: str,
+    y: Tensor,
+    operator: LinearOperator,
+    prior: Denoiser,
+    *,
+    sigma_y: float,
+    steps: int,
+    sigmas: Sigmas | None,
+    seed: int | None,
+    callback: Callback | None,
+    levels: Levels | None = None,
+) -> Run:
+    """Check the problem once and prepare what every solver starts from.
+
+    Checks the prior (:func:`check_prior`), ``y`` and the operator (:func:`check_measurement`)
+    and the SVD the registry says ``solver`` needs at ``sigma_y`` (:func:`require_svd`);
+    then the noise levels: ``levels(prior, steps, sigmas)`` (default :func:`schedule`).
+    """
+    from . import SPECS  # the registry imports the solver modules, which import this one
+
+    spec = SPECS[solver]
+    den = counting(prior)
+    x_shape, ones = check_measurement(y, operator, den)
+    if spec.needs_svd(sigma_y):
+        require_svd(operator, solver, sigma_y)
+    sig = (levels or schedule)(den, steps, sigmas)
+    rng = SampleRNG(seed, x_shape[0]) if spec.stochastic else None
+    return Run(solver, x_shape, y, ones, sig, den, rng, callback)
 
 
 __all__ = [
@@ -327,8 +464,14 @@ __all__ = [
     "MAX_STEPS",
     "Range",
     "Sigmas",
+    "POSITIVE",
+    "Run",
+    "SolverSpec",
     "Steps",
-    "VPDenoiser",
+    "UNIT",
+    "CountingPrior",
+    "counting",
+    "setup",
     "alpha_bar",
     "check_measurement",
     "check_prior",
@@ -337,7 +480,6 @@ __all__ = [
     "denoise",
     "from_pm1",
     "initial_vp",
-    "measurement_to_pm1",
     "require_svd",
     "schedule",
     "to_pm1",

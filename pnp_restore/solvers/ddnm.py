@@ -45,22 +45,10 @@ import math
 
 import torch
 
-from .._rng import SampleRNG
-from ..operators.base import _safe_inverse
 from ..errors import ConfigError
-from .common import (
-    Callback,
-    Sigmas,
-    Steps,
-    VPDenoiser,
-    alpha_bar,
-    check_measurement,
-    from_pm1,
-    initial_vp,
-    measurement_to_pm1,
-    require_svd,
-    schedule,
-)
+from ..operators.base import LinearOperator, _safe_inverse
+from ..priors.base import Denoiser
+from .common import UNIT, Callback, Range, Sigmas, SolverSpec, alpha_bar, from_pm1, initial_vp, setup
 
 Tensor = torch.Tensor
 
@@ -92,8 +80,8 @@ def time_travel_indices(steps: int, travel_length: int = 1, travel_repeat: int =
 @torch.no_grad()
 def ddnm(
     y: Tensor,
-    operator,
-    prior,
+    operator: LinearOperator,
+    prior: Denoiser,
     *,
     sigma_y: float = 0.0,
     steps: int = 100,
@@ -122,23 +110,17 @@ def ddnm(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator, prior)
+    run = setup("ddnm", y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
+    sig, den, rng, y_pm = run.sigmas, run.den, run.rng, run.y_pm
     plus = float(sigma_y) > 0
-    if plus:
-        require_svd(operator, "ddnm", sigma_y)
-    y_pm = measurement_to_pm1(y, operator, x_shape)
-    sig = schedule(prior, steps, sigmas)
-    n = len(sig) - 1
-    order = time_travel_indices(n, travel_length, travel_repeat)
-    rng = SampleRNG(seed, x_shape[0])
-    den = VPDenoiser(prior)
-    log = Steps("ddnm", len(order), callback, lambda: den.nfe, "try more steps")
+    order = time_travel_indices(len(sig) - 1, travel_length, travel_repeat)
+    log = run.steps(len(order), "try more steps")
     sy = 2.0 * float(sigma_y)
     if plus:
-        s = operator.singular_values(torch.zeros(x_shape, device=y.device, dtype=y.dtype))
+        s = operator.singular_values(run.zeros())
         inv_s = _safe_inverse(s)
 
-    x = initial_vp(rng, x_shape, sig[0], y, x_init)
+    x = initial_vp(rng, run.x_shape, sig[0], y, x_init)
     k, x0 = 0, None
     for step, k_next in enumerate(order):
         ab_next = alpha_bar(sig[k_next])
@@ -146,7 +128,7 @@ def ddnm(
         if k_next < k:  # time-travel back to a noisier level
             x = a * x0 + sn * rng.randn_like(x)
         else:
-            x0, eps = den(x, sig[k])
+            x0, eps = den.vp(x, sig[k])
             residual = operator.forward(x0) - y_pm
             z = rng.randn_like(x)
             if not plus:
@@ -161,9 +143,14 @@ def ddnm(
                 # V^T pinv(r) = inv_s U^T r: stay in coefficient space (no V / V^T round trip).
                 x0_hat = x0 - operator.V(lam * inv_s * operator.U_adjoint(residual))
                 x = a * x0_hat + operator.V(d1 * operator.V_adjoint(z) + d2 * operator.V_adjoint(eps))
-        log(step, sig[k], from_pm1(x / a), from_pm1(x0))
+        log(step, sig[k], x, x0, scale=a)
         k = k_next
     return from_pm1(x)
 
 
-__all__ = ["ddnm", "time_travel_indices"]
+SPEC = SolverSpec(
+    "ddnm", ddnm, "Wang et al., Zero-Shot Image Restoration Using DDNM, ICLR 2023", svd="noisy",
+    ranges={"eta": UNIT, "travel_length": Range(1), "travel_repeat": Range(1)},
+)
+
+__all__ = ["SPEC", "ddnm", "time_travel_indices"]

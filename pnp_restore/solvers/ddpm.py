@@ -16,15 +16,8 @@ import math
 import torch
 
 from .._rng import SampleRNG
-from .common import (
-    Callback,
-    Steps,
-    VPDenoiser,
-    alpha_bar,
-    from_pm1,
-    initial_vp,
-    schedule,
-)
+from ..priors.base import Denoiser
+from .common import Callback, Sigmas, Steps, alpha_bar, counting, from_pm1, initial_vp, schedule
 
 Tensor = torch.Tensor
 
@@ -47,12 +40,12 @@ def _sample(prior, shape, eta, ancestral, steps, seed, callback, sigmas, x_init,
     n = len(sig) - 1
     like = torch.empty(0, device=device, dtype=dtype)
     rng = SampleRNG(seed, shape[0])
-    den = VPDenoiser(prior)
+    den = counting(prior)
     log = Steps(name, n, callback, lambda: den.nfe, "check the prior or use more steps")
     x = initial_vp(rng, tuple(shape), sig[0], like, x_init)
     for i in range(n):
         ab, ab_next = alpha_bar(sig[i]), alpha_bar(sig[i + 1])
-        x0, eps = den(x, sig[i])
+        x0, eps = den.vp(x, sig[i])
         if ancestral:
             c_x0, c_xt, var = ddpm_posterior(ab, ab_next)
             x = c_x0 * x0 + c_xt * x
@@ -62,18 +55,18 @@ def _sample(prior, shape, eta, ancestral, steps, seed, callback, sigmas, x_init,
             x = math.sqrt(ab_next) * x0 + math.sqrt(max(1 - ab_next - std**2, 0.0)) * eps
         if std > 0:
             x = x + std * rng.randn_like(x)
-        log(i, sig[i], from_pm1(x / math.sqrt(ab_next)), from_pm1(x0))
+        log(i, sig[i], x, x0, scale=math.sqrt(ab_next))
     return from_pm1(x)
 
 
 def ddpm(
-    prior,
+    prior: Denoiser,
     shape: tuple[int, int, int, int],
     *,
     steps: int = 1000,
     seed: int | None = None,
     callback: Callback | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
     x_init: Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -94,14 +87,14 @@ def ddpm(
 
 
 def ddim(
-    prior,
+    prior: Denoiser,
     shape: tuple[int, int, int, int],
     *,
     steps: int = 50,
     eta: float = 0.0,
     seed: int | None = None,
     callback: Callback | None = None,
-    sigmas=None,
+    sigmas: Sigmas | None = None,
     x_init: Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,

@@ -43,20 +43,9 @@ import math
 
 import torch
 
-from .._rng import SampleRNG
-from .common import (
-    Callback,
-    Sigmas,
-    Steps,
-    VPDenoiser,
-    check_measurement,
-    check_x_init,
-    from_pm1,
-    measurement_to_pm1,
-    require_svd,
-    schedule,
-    to_pm1,
-)
+from ..operators.base import LinearOperator
+from ..priors.base import Denoiser
+from .common import UNIT, Callback, Sigmas, SolverSpec, alpha_bar, check_x_init, from_pm1, setup, to_pm1
 
 Tensor = torch.Tensor
 
@@ -68,8 +57,8 @@ def _safe_div(a: Tensor, b: Tensor) -> Tensor:
 @torch.no_grad()
 def ddrm(
     y: Tensor,
-    operator,
-    prior,
+    operator: LinearOperator,
+    prior: Denoiser,
     *,
     sigma_y: float = 0.0,
     steps: int = 20,
@@ -97,18 +86,15 @@ def ddrm(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator, prior)
-    require_svd(operator, "ddrm", sigma_y)
-    sig = schedule(prior, steps, sigmas)
+    run = setup("ddrm", y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
+    sig, den, rng = run.sigmas, run.den, run.rng
     n = len(sig) - 1
-    rng = SampleRNG(seed, x_shape[0])
-    den = VPDenoiser(prior)
-    log = Steps("ddrm", n, callback, lambda: den.nfe, f"try more steps or a smaller eta (eta={eta})")
+    log = run.steps(n, f"try more steps or a smaller eta (eta={eta})")
 
-    like = torch.zeros(x_shape, device=y.device, dtype=y.dtype)
+    like = run.zeros()
     s = operator.singular_values(like)
     s0 = 2.0 * float(sigma_y)
-    cy = operator.U_adjoint(measurement_to_pm1(y, operator, x_shape))
+    cy = operator.U_adjoint(run.y_pm)
     ybar = _safe_div(cy, s)
 
     def noise() -> Tensor:
@@ -117,7 +103,7 @@ def ddrm(
     # q(x_T | y): measured coefficients that are less noisy than x_T start at ybar.
     st = 2.0 * sig[0]
     start = s * st > s0
-    x_init = check_x_init(x_init, x_shape, like)
+    x_init = check_x_init(x_init, run.x_shape, like)
     mean0 = operator.V_adjoint(to_pm1(x_init)) if x_init is not None else torch.zeros_like(like)
     std0 = torch.where(
         start, (st**2 - _safe_div(torch.full_like(s, s0), s) ** 2).clamp_min(0).sqrt(), torch.full_like(s, st)
@@ -126,9 +112,9 @@ def ddrm(
 
     for i in range(n):
         st, sn = 2.0 * sig[i], 2.0 * sig[i + 1]
-        x0 = den.ve(x, sig[i])
+        x0, eps = den.vp(math.sqrt(alpha_bar(sig[i])) * x, sig[i])  # x_t = sqrt(ab) x_ve
         c_x0 = operator.V_adjoint(x0)
-        c_eps = operator.V_adjoint((x - x0) / st)
+        c_eps = operator.V_adjoint(eps)  # (x - x0) / st
         z = noise()
         std = eta * sn
         tilde = math.sqrt(sn**2 - std**2)
@@ -141,8 +127,13 @@ def ddrm(
         high = eta_b * ybar + (1 - eta_b) * c_x0 + high_std * z
         c = torch.where(before, high, torch.where(after, low, missing))
         x = operator.V(c)
-        log(i, sig[i], from_pm1(x), from_pm1(x0))
+        log(i, sig[i], x, x0)
     return from_pm1(x)
 
 
-__all__ = ["ddrm"]
+SPEC = SolverSpec(
+    "ddrm", ddrm, "Kawar et al., Denoising Diffusion Restoration Models, NeurIPS 2022", svd="always",
+    ranges={"eta": UNIT, "eta_b": UNIT},
+)
+
+__all__ = ["SPEC", "ddrm"]

@@ -27,8 +27,10 @@ per task are in :data:`DIFFPIR_PARAMS`. The code's ``skip_type = 'quad'`` schedu
 (the default schedule is the prior's own, e.g. DDIM's uniform respacing).
 The code does the data step on [0, 1] images (``x0_p = x0 / 2 + 0.5``) with
 ``rho_t = lambda sigma_n^2 / sigma_t^2``, ``sigma_n`` on [0, 1] and ``sigma_t`` on [-1, 1]; the
-minimiser does not depend on the image scale, so in our prox convention (data term
-``||A x - y||^2 / (2 sigma_n^2)``) the weight is ``rho = lambda / sigma_t^2`` with ``sigma_t = 2 sigma``.
+minimiser does not depend on the image scale, so we take the step on [-1, 1] like the other
+solvers (``y_pm = 2 y - A(1)``, noise ``2 sigma_n``). In our prox convention (data term
+``||A x - y||^2 / (2 sigma^2)``, weight ``rho / 2 ||x - z||^2``) that is ``rho (2 sigma_n)^2 = rho_t``,
+i.e. ``rho = lambda / (4 sigma_t^2)`` with ``sigma_t = 2 sigma``.
 
 Deviation: the official scripts start from ``x_T = sqrt(ab_T) (2 x_y - 1) + sqrt(1 - ab_T) n`` with
 ``x_y`` the bicubic-upsampled (SR), blurred (deblurring) or masked (inpainting) measurement;
@@ -47,20 +49,11 @@ import math
 import numpy as np
 import torch
 
-from .._rng import SampleRNG
 from ..errors import ConfigError
-from .common import (
-    Callback,
-    Sigmas,
-    Steps,
-    VPDenoiser,
-    alpha_bar,
-    check_measurement,
-    from_pm1,
-    initial_vp,
-    schedule,
-    to_pm1,
-)
+from ..operators.base import LinearOperator
+from ..priors.base import Denoiser
+from ..tasks import Task
+from .common import POSITIVE, UNIT, Callback, Sigmas, SolverSpec, alpha_bar, from_pm1, initial_vp, setup
 
 Tensor = torch.Tensor
 
@@ -68,11 +61,11 @@ Tensor = torch.Tensor
 #: deblurring ``lambda_ * 7`` and ``zeta * 3`` of configs/deblur.yaml (also main_ddpir_deblur.py);
 #: inpainting configs/inpaint.yaml (20 steps, noise-free ``y``); super-resolution configs/sisr.yaml,
 #: whose ``lambda_ = 1`` the script sweeps over 2..12 times (no single published value).
-DIFFPIR_PARAMS: dict[str, dict[str, float]] = {
-    "super_resolution": {"steps": 100, "lam": 1.0, "zeta": 0.25},
-    "gaussian_deblur": {"steps": 100, "lam": 7.0, "zeta": 0.3},
-    "motion_deblur": {"steps": 100, "lam": 7.0, "zeta": 0.3},
-    "inpainting": {"steps": 20, "lam": 1.0, "zeta": 1.0},
+DIFFPIR_PARAMS: dict[Task, dict[str, float]] = {
+    Task.SUPER_RESOLUTION: {"steps": 100, "lam": 1.0, "zeta": 0.25},
+    Task.GAUSSIAN_DEBLUR: {"steps": 100, "lam": 7.0, "zeta": 0.3},
+    Task.MOTION_DEBLUR: {"steps": 100, "lam": 7.0, "zeta": 0.3},
+    Task.INPAINTING: {"steps": 20, "lam": 1.0, "zeta": 1.0},
 }
 
 
@@ -94,8 +87,8 @@ def diffpir_timesteps(steps: int, T: int = 1000) -> list[int]:
 @torch.no_grad()
 def diffpir(
     y: Tensor,
-    operator,
-    prior,
+    operator: LinearOperator,
+    prior: Denoiser,
     *,
     sigma_y: float = 0.0,
     steps: int = 100,
@@ -127,31 +120,33 @@ def diffpir(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator, prior)
-    sig = schedule(prior, steps, sigmas)
+    run = setup("diffpir", y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
+    sig, den, rng, y_pm = run.sigmas, run.den, run.rng, run.y_pm
     n = len(sig) - 1
-    rng = SampleRNG(seed, x_shape[0])
-    den = VPDenoiser(prior)
-    log = Steps(
-        "diffpir", n, callback, lambda: den.nfe, f"try a smaller zeta (zeta={zeta}) or a larger lambda (lam={lam})"
-    )
-    sigma_n = max(0.001, float(sigma_y))
-    x = initial_vp(rng, x_shape, sig[0], y, x_init)
+    log = run.steps(n, f"try a smaller zeta (zeta={zeta}) or a larger lambda (lam={lam})")
+    sigma_n = 2.0 * max(0.001, float(sigma_y))  # on [-1, 1], like y_pm
+    x = initial_vp(rng, run.x_shape, sig[0], y, x_init)
     for i in range(n):
         ab, ab_next = alpha_bar(sig[i]), alpha_bar(sig[i + 1])
-        x0, _ = den(x, sig[i])
+        x0, _ = den.vp(x, sig[i])
         if clamp:
             x0 = x0.clamp(-1, 1)
-        rho = lam / (2.0 * sig[i]) ** 2
-        x0 = to_pm1(operator.prox(from_pm1(x0), y, rho, sigma_n))
+        # prox weight rho with rho sigma_n^2 = the paper's lam sigma_n^2 / sigma_t^2 ([0, 1]-scale sigma_n)
+        rho = lam / (4.0 * (2.0 * sig[i]) ** 2)
+        x0 = operator.prox(x0, y_pm, rho, sigma_n)
         if ab_next < 1:
             eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
             z = rng.randn_like(x)
             x = math.sqrt(ab_next) * x0 + math.sqrt(1 - ab_next) * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * z)
         else:  # sigma = 0: x_0 is the last data-consistent estimate
             x = x0
-        log(i, sig[i], from_pm1(x / math.sqrt(ab_next)), from_pm1(x0))
+        log(i, sig[i], x, x0, scale=math.sqrt(ab_next))
     return from_pm1(x)
 
 
-__all__ = ["DIFFPIR_PARAMS", "diffpir", "diffpir_timesteps"]
+SPEC = SolverSpec(
+    "diffpir", diffpir, "Zhu et al., Denoising Diffusion Models for Plug-and-Play IR, CVPRW 2023",
+    ranges={"lam": POSITIVE, "zeta": UNIT}, tasks=DIFFPIR_PARAMS,
+)
+
+__all__ = ["DIFFPIR_PARAMS", "SPEC", "diffpir", "diffpir_timesteps"]

@@ -43,36 +43,27 @@ import math
 
 import torch
 
-from .._rng import SampleRNG
-from .common import (
-    Callback,
-    Sigmas,
-    Steps,
-    VPDenoiser,
-    alpha_bar,
-    check_measurement,
-    from_pm1,
-    initial_vp,
-    measurement_to_pm1,
-    schedule,
-)
+from ..operators.base import LinearOperator
+from ..priors.base import Denoiser
+from ..tasks import Task
+from .common import Callback, Range, Sigmas, SolverSpec, alpha_bar, from_pm1, initial_vp, setup
 from .ddpm import ddpm_posterior
 
 Tensor = torch.Tensor
 
 #: Per-task step size ``scale`` (our ``zeta``) of the official task configs (configs/<task>_config.yaml).
-DPS_SCALES: dict[str, float] = {
-    "super_resolution": 0.3,
-    "inpainting": 0.5,
-    "gaussian_deblur": 0.3,
-    "motion_deblur": 0.3,
+DPS_SCALES: dict[Task, float] = {
+    Task.SUPER_RESOLUTION: 0.3,
+    Task.INPAINTING: 0.5,
+    Task.GAUSSIAN_DEBLUR: 0.3,
+    Task.MOTION_DEBLUR: 0.3,
 }
 
 
 def dps(
     y: Tensor,
-    operator,
-    prior,
+    operator: LinearOperator,
+    prior: Denoiser,
     *,
     sigma_y: float = 0.0,
     steps: int = 1000,
@@ -102,19 +93,16 @@ def dps(
     Returns:
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
-    x_shape = check_measurement(y, operator, prior)
-    y_pm = measurement_to_pm1(y, operator, x_shape)
-    sig = schedule(prior, steps, sigmas)
+    run = setup("dps", y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
+    sig, den, rng, y_pm = run.sigmas, run.den, run.rng, run.y_pm
     n = len(sig) - 1
-    rng = SampleRNG(seed, x_shape[0])
-    den = VPDenoiser(prior)
-    log = Steps("dps", n, callback, lambda: den.nfe, f"try a smaller step size (zeta={zeta}) or more steps")
-    x = initial_vp(rng, x_shape, sig[0], y, x_init)
+    log = run.steps(n, f"try a smaller step size (zeta={zeta}) or more steps")
+    x = initial_vp(rng, run.x_shape, sig[0], y, x_init)
     for i in range(n):
         ab, ab_next = alpha_bar(sig[i]), alpha_bar(sig[i + 1])
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            x0, _ = den(x, sig[i])
+            x0, _ = den.vp(x, sig[i])
             if clamp:
                 x0 = x0.clamp(-1, 1)
             residual = (y_pm - operator.forward(x0)).flatten(1).norm(dim=1)
@@ -125,8 +113,13 @@ def dps(
         if var > 0:
             x_next = x_next + math.sqrt(var) * rng.randn_like(x_next)
         x = x_next - zeta * grad
-        log(i, sig[i], from_pm1(x / math.sqrt(ab_next)), from_pm1(x0), residual=residual.detach() / 2)
+        log(i, sig[i], x, x0, scale=math.sqrt(ab_next), residual=residual.detach() / 2)
     return from_pm1(x.detach())
 
 
-__all__ = ["DPS_SCALES", "dps"]
+SPEC = SolverSpec(
+    "dps", dps, "Chung et al., Diffusion Posterior Sampling, ICLR 2023", prior="vp+grad",
+    ranges={"zeta": Range(0.0)}, tasks={task: {"zeta": zeta} for task, zeta in DPS_SCALES.items()},
+)
+
+__all__ = ["DPS_SCALES", "SPEC", "dps"]

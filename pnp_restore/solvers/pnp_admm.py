@@ -44,7 +44,9 @@ import math
 import torch
 
 from ..errors import ConfigError
-from .common import COMMON_RANGES, Callback, Sigmas, Steps, check_measurement, check_value, check_x_init, denoise
+from ..operators.base import LinearOperator
+from ..priors.base import Denoiser
+from .common import COMMON_RANGES, POSITIVE, UNIT, Callback, Sigmas, SolverSpec, check_value, check_x_init, setup
 
 Tensor = torch.Tensor
 
@@ -65,8 +67,8 @@ def admm_sigmas(steps: int, sigma_max: float, sigma_min: float, anneal: float = 
 @torch.no_grad()
 def pnp_admm(
     y: Tensor,
-    operator,
-    denoiser,
+    operator: LinearOperator,
+    denoiser: Denoiser,
     *,
     sigma_y: float = 0.0,
     steps: int = 100,
@@ -96,28 +98,38 @@ def pnp_admm(
         (B, C, H, W) the last x-iterate on [0, 1] (it satisfies the data term exactly when
         ``sigma_y = 0``).
     """
-    x_shape = check_measurement(y, operator, denoiser)
-    if sigmas is not None:
-        sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
-        if not sig or min(sig) <= 0:
-            raise ConfigError("sigmas must be a non-empty sequence of positive noise levels")
-    else:
+
+    def levels(den: Denoiser, steps: int, sigmas: Sigmas | None) -> list[float]:
+        if sigmas is not None:
+            sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten().tolist()
+            if not sig or min(sig) <= 0:
+                raise ConfigError("sigmas must be a non-empty sequence of positive noise levels")
+            return sig
         floor = sigma_min if sigma_min is not None else max(float(sigma_y), 0.01)
-        sig = admm_sigmas(steps, max(sigma_max, floor), floor, anneal)
-    nfe = [0]
-    log = Steps("pnp_admm", len(sig), callback, lambda: nfe[0], "try a larger sigma_min or more steps")
-    x_init = check_x_init(x_init, x_shape, y)
+        return admm_sigmas(steps, max(sigma_max, floor), floor, anneal)
+
+    run = setup(
+        "pnp_admm", y, operator, denoiser, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback,
+        levels=levels,
+    )
+    sig, den = run.sigmas, run.den
+    log = run.steps(len(sig), "try a larger sigma_min or more steps", pm1=False)
+    x_init = check_x_init(x_init, run.x_shape, y)
     x = operator.pinv(y) if x_init is None else x_init
-    z, u = x.clone(), torch.zeros(x_shape, device=y.device, dtype=y.dtype)
+    z, u = x.clone(), run.zeros()
     for k, s in enumerate(sig):
         if k > 0:
             u = u * (s / sig[k - 1]) ** 2  # rho_{k-1} / rho_k
         x = operator.prox(z - u, y, 1.0 / s**2, sigma_y)
-        z = denoise(denoiser, x + u, s)
-        nfe[0] += 1
+        z = den.denoise(x + u, s)
         u = u + x - z
         log(k, s, x, z)
     return x
 
 
-__all__ = ["admm_sigmas", "pnp_admm"]
+SPEC = SolverSpec(
+    "pnp_admm", pnp_admm, "Venkatakrishnan et al., GlobalSIP 2013; Chan et al., IEEE TCI 2017", prior="denoise",
+    stochastic=False, ranges={"sigma_max": POSITIVE, "sigma_min": POSITIVE, "anneal": UNIT},
+)
+
+__all__ = ["SPEC", "admm_sigmas", "pnp_admm"]

@@ -1,4 +1,7 @@
-"""One entry point: ``restore(y, operator, prior, solver="ddrm", ...)``."""
+"""One entry point: ``restore(y, operator, prior, solver="ddrm", ...)``.
+
+(The module is ``restoration`` so that ``pnp_restore.restore`` is the function.)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ import time
 import torch
 
 from . import solvers
-from .solvers.common import check_prior
+from .operators.base import LinearOperator
+from .priors.base import Denoiser
+from .solvers.common import Callback, counting
+from .tasks import Task
 
 Tensor = torch.Tensor
 
@@ -15,33 +21,18 @@ Tensor = torch.Tensor
 solver_options = solvers.options
 
 
-class _CountingPrior:
-    """Forwards everything to ``prior`` and counts ``denoise`` calls (the NFE)."""
-
-    def __init__(self, prior) -> None:
-        self._prior = prior
-        self.nfe = 0
-
-    def denoise(self, x: Tensor, sigma):
-        self.nfe += 1
-        return self._prior.denoise(x, sigma)
-
-    def __getattr__(self, name: str):
-        return getattr(self._prior, name)
-
-
 def restore(
     y: Tensor,
-    operator,
-    prior,
+    operator: LinearOperator,
+    prior: Denoiser,
     solver: str = "ddrm",
     *,
     sigma_y: float = 0.0,
     steps: int | None = None,
     seed: int | None = None,
-    callback=None,
+    callback: Callback | None = None,
     return_info: bool = False,
-    task: str | None = None,
+    task: str | Task | None = None,
     **solver_options_,
 ):
     """Restore ``x`` from ``y = A x + sigma_y n`` with a diffusion prior.
@@ -59,8 +50,8 @@ def restore(
         seed: image i of the batch uses seed ``seed + i``; ``None`` is non-deterministic.
         callback: ``callback(info)`` after every step (``step, steps, sigma, x, x0, nfe``).
         return_info: also return ``{"nfe", "steps", "solver", "time_s", "seed", "sigma_y", "options"}``.
-        task: ``"super_resolution"``, ``"inpainting"``, ``"gaussian_deblur"`` or
-            ``"motion_deblur"`` to use the paper's per-task hyper-parameters
+        task: a :class:`~pnp_restore.tasks.Task` (or its name, e.g. ``"inpainting"``) to use the
+            paper's per-task hyper-parameters
             (:func:`pnp_restore.solvers.task_defaults`, e.g. DPS's zeta); explicit
             ``steps`` and options win over them.
         **solver_options_: the solver's hyper-parameters (e.g. ``eta`` for ddrm, ``zeta`` for dps),
@@ -83,8 +74,7 @@ def restore(
     if steps is None:
         steps = spec.default_steps if task_steps is None else task_steps
     args = solvers.validate_args(solver, sigma_y=sigma_y, steps=steps, seed=seed, callback=callback)
-    check_prior(prior)  # before the wrapper, which always has a denoise
-    counted = _CountingPrior(prior)
+    counted = counting(prior)  # the one NFE counter; the solver checks the rest of the problem once
     start = time.perf_counter()
     x = spec.fn(y, operator, counted, **args, **options)
     if not return_info:

@@ -1,0 +1,250 @@
+"""The restoration pipeline behind ``inpaint``, ``sr``, ``deblur`` and ``denoise``, without click.
+
+:func:`run` checks everything that can be checked before any work (options,
+outputs, memory), reads the images, builds one operator per image size, loads
+the prior, restores the images in batches and writes all outputs (images,
+sidecars, step GIFs) at the end: all of them, or none. Its inputs are explicit:
+paths, a :class:`~.settings.Common`, an operator factory and a :class:`Backend`
+(prior loader, solver, memory probe) that tests replace by stand-ins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..tasks import Task
+from .plan import Item, available_memory, check_memory, check_outputs, output_paths, plan_batches, side_paths
+from .settings import DENOISER, MAX_FRAMES, Common, check_arch, check_seeds, solver_options
+
+
+def load_prior(source: str, *, arch: str | None, device: Any, dtype: Any, tile: int | None) -> Any:
+    """:func:`pnp_restore.priors.load` with the CLI's settings (``arch`` and ``tile`` only when given)."""
+    from ..priors import load
+
+    kwargs: dict[str, Any] = {"arch": arch} if arch else {}
+    if tile:
+        kwargs["tile"] = tile
+    return load(source, device=device, dtype=dtype, **kwargs)
+
+
+def restore_with_info(y: Any, operator: Any, prior: Any, **kwargs: Any) -> tuple[Any, dict]:
+    """:func:`pnp_restore.restore` returning ``(x, info)``."""
+    from ..restoration import restore
+
+    return restore(y, operator, prior, return_info=True, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """What :func:`run` calls to do the work.
+
+    Attributes:
+        load_prior: ``load_prior(source, *, arch, device, dtype, tile) -> prior`` (called once,
+            after every check).
+        restore: ``restore(y, operator, prior, *, solver, sigma_y, seed, callback, task[, steps], **opts)
+            -> (x, info)`` with ``info`` as :func:`pnp_restore.restore` returns it.
+        available_memory: ``available_memory(device) -> bytes | None``.
+    """
+
+    load_prior: Callable[..., Any] = load_prior
+    restore: Callable[..., tuple[Any, dict]] = restore_with_info
+    available_memory: Callable[[Any], int | None] = available_memory
+
+
+def run(
+    images: Sequence[Path],
+    common: Common,
+    *,
+    command: str,
+    sigma_y: float | Callable[[Any], float],
+    operator_for: Callable[[int, int], Any],
+    record: dict[str, Any],
+    measure: bool = False,
+    task: Task | None = None,
+    inputs: Sequence[Path] = (),
+    argv: Sequence[str] = (),
+    backend: Backend = Backend(),
+    echo: Callable[[str], None] = print,
+) -> list[Path]:
+    """Restore ``images`` with the operator ``operator_for(H, W)`` of each image size.
+
+    Everything that can be checked without the images (options, output paths) is
+    checked first, then memory before the prior is loaded. The outputs are written
+    together at the end: all of them, or none.
+
+    Args:
+        images: input image files.
+        common: the shared settings.
+        command: the command name (``inpaint``, ``sr``, ``deblur``, ``denoise``), for the
+            sidecar, the progress bar and option checks.
+        sigma_y: measurement noise ([0, 1] scale), or a function of the image
+            tensor (1, C, H, W) in [0, 1] giving it (``denoise --sigma auto``).
+        operator_for: ``(H, W) -> operator`` for images of that size.
+        record: command settings for the sidecar JSON.
+        measure: the measurement is ``operator(image)`` (inpainting: zero the
+            missing pixels) instead of the image itself.
+        task: the paper task whose published solver settings apply
+            (:func:`pnp_restore.solvers.task_defaults`); None: none.
+        inputs: other input files (mask, kernel) that no output may replace.
+        argv: the command line after ``pnp-restore``, recorded in the sidecars.
+        backend: prior loader, solver and memory probe.
+        echo: prints one ``wrote PATH`` line per output (unless ``common.quiet``).
+
+    Returns:
+        The output image paths, in processing order.
+    """
+    import torch
+
+    from ..devices import resolve_device
+    from ..errors import ShapeError
+    from ..io import OutputSet, read_image, remove_stale_temporaries
+
+    images = [Path(p) for p in images]
+    opts = solver_options(common, command)
+    check_arch(common)
+    outs = output_paths(images, common.output, common.samples)
+    check_outputs(outs, common, [*images, *inputs])
+    check_seeds(common, len(images) * common.samples)
+    device = resolve_device(common.device)
+    for folder in {p.parent for ps in outs for p in ps if p.parent.is_dir()}:
+        remove_stale_temporaries(folder)
+
+    loaded = [read_image(p) for p in images]
+    sizes = [tuple(x.shape[-2:]) for x, _ in loaded]
+    operators = {hw: operator_for(*hw) for hw in dict.fromkeys(sizes)}
+    per_size = {hw: sizes.count(hw) * common.samples for hw in operators}
+    check_memory({tuple(operators[hw].x_shape((1, 3, *hw))): min(n, common.batch_size) for hw, n in per_size.items()},
+                 common, backend.available_memory(device))
+    sigmas = [float(sigma_y(x)) if callable(sigma_y) else float(sigma_y) for x, _ in loaded]
+
+    prior = backend.load_prior(common.prior, arch=common.arch, device=device, dtype=getattr(torch, common.dtype),
+                               tile=common.tile)
+    channels = getattr(prior, "channels", None)
+    for (x, _), path in zip(loaded, images):
+        if channels == 1 and x.shape[1] == 3:
+            raise ShapeError(f"{path.name} is RGB but the prior models grayscale images; convert the image or use an RGB prior")
+
+    items, batches = plan_batches(list(zip(sizes, sigmas)), outs, common.batch_size)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(batches) if common.solver == DENOISER else None, unit="step", disable=common.quiet,
+               file=sys.stderr, dynamic_ncols=True, desc=command)
+    cmdline = shlex.join(["pnp-restore", *argv])
+    try:
+        with OutputSet(common.overwrite) as staged:
+            for batch in batches:
+                first = items[batch[0]]
+                x_in = torch.cat([loaded[items[k].image][0] for k in batch])
+                if channels == 3 and x_in.shape[1] == 1:
+                    x_in = x_in.expand(-1, 3, -1, -1)
+                # The solver works in float32; --dtype sets the network's precision (the prior casts).
+                x_in = x_in.to(device=device, dtype=torch.float32)
+                operator = operators[tuple(x_in.shape[-2:])]
+                y = operator(x_in) if measure else x_in
+                frames: list[list] = [[] for _ in batch]
+                x, info = _solve(y, operator, prior, common, sigmas[first.image], opts, seed=common.seed + batch[0],
+                                 restore=backend.restore, bar=bar, n_batches=len(batches), frames=frames, task=task)
+                x = x.detach().to("cpu", torch.float32)
+                for b, k in enumerate(batch):
+                    item = items[k]
+                    _stage_output(staged, item, x[b : b + 1], loaded[item.image][1], frames[b], common, {
+                        "command": cmdline, "solver": info["solver"], "prior": common.prior,
+                        "seed": None if info["seed"] is None else info["seed"] + b,
+                        "steps": info["steps"], "sigma_y": info["sigma_y"],
+                        "nfe": info.get("nfe"), "time_s": info.get("time_s"),
+                        "task": command, "input": str(images[item.image]), "sample": item.sample,
+                        "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
+                        **record, "options": info.get("options") or {},
+                    })
+    finally:
+        bar.close()
+    if not common.quiet:
+        for item in items:
+            echo(f"wrote {item.path}")
+    return [item.path for item in items]
+
+
+def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, opts: dict, *, seed: int,
+           restore: Callable[..., tuple[Any, dict]], bar: Any, n_batches: int, frames: list[list],
+           task: Task | None) -> tuple[Any, dict]:
+    """One batch through the solver (or one denoiser call), updating the progress bar.
+
+    Args:
+        y: the measurements (B, C, h, w) on the device, float32.
+        frames: one list per image of the batch, receiving the (1, C, H, W) x0 estimates
+            (on the CPU, clamped to [0, 1]) with ``--save-steps``.
+
+    Returns:
+        ``(x, info)``: info is :func:`pnp_restore.restore`'s record of what ran
+        (``solver, seed, steps, sigma_y, options, nfe, time_s``).
+    """
+    import torch
+
+    if common.solver == DENOISER:
+        start = time.perf_counter()
+        with torch.no_grad():
+            x = prior.denoise(y, sigma_y)
+        bar.update(1)
+        return x, {"solver": DENOISER, "seed": None, "steps": 1, "sigma_y": sigma_y, "nfe": 1,
+                   "time_s": time.perf_counter() - start}
+
+    seen = {"calls": 0, "steps": None}
+
+    def callback(info: dict) -> None:
+        steps = int(info.get("steps") or 0)
+        if seen["steps"] is None:
+            seen["steps"] = steps
+            if bar.total is None and steps:
+                bar.total = steps * n_batches
+                bar.refresh()
+        seen["calls"] += 1
+        bar.update(1)
+        if "nfe" in info:
+            bar.set_postfix(nfe=int(info["nfe"]), refresh=False)
+        every = max(1, math.ceil(steps / MAX_FRAMES)) if steps else 1
+        if common.save_steps and info.get("x0") is not None and (seen["calls"] % every == 0 or seen["calls"] == steps):
+            x0 = info["x0"].detach().to("cpu", torch.float32).clamp(0, 1)
+            for b, f in enumerate(frames):
+                f.append(x0[b : b + 1])
+
+    kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, "task": task, **opts}
+    if common.steps is not None:
+        kwargs["steps"] = common.steps
+    return restore(y, operator, prior, **kwargs)
+
+
+def _stage_output(staged: Any, item: Item, x: Any, meta: Any, frames: list, common: Common, record: dict) -> None:
+    """Stage one result (gray again if the input was), its step frames and its sidecar in ``staged``."""
+    from ..io import encode_image, sidecar_bytes
+
+    if meta.channels == 1 and x.shape[1] == 3:
+        x = x.mean(dim=1, keepdim=True)  # the prior saw the gray image replicated to RGB
+    staged.add(item.path, encode_image(item.path, x, meta))
+    side = side_paths(item.path, common)
+    if common.save_steps:
+        frames = [f.mean(dim=1, keepdim=True) if meta.channels == 1 and f.shape[1] == 3 else f for f in frames]
+        staged.add(side[-1], _steps_gif(frames or [x]))
+    if common.sidecar:
+        staged.add(side[0], sidecar_bytes(output=str(item.path), **record))
+
+
+def _steps_gif(frames: list) -> bytes:
+    """An animated GIF (Pillow) of (1, C, H, W) frames in [0, 1]."""
+    import io as _io
+
+    import numpy as np
+    from PIL import Image
+
+    arrays = [np.round(f[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for f in frames]
+    pics = [Image.fromarray(a[..., 0] if a.shape[2] == 1 else a) for a in arrays]
+    buf = _io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=120, loop=0)
+    return buf.getvalue()

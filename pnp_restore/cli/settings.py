@@ -1,0 +1,145 @@
+"""The settings every restoration command shares, their defaults and limits, and their checks.
+
+Click-free: :class:`Common` is what :mod:`.options` builds from the command line
+and what :func:`pnp_restore.cli.pipeline.run` takes, so the pipeline can be
+called (and tested) without click. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+#: measurement noise assumed for real photos ([0, 1] scale, = 2.55/255): sensor
+#: noise and compression mean no photo fits y = A(x) exactly, and sigma_y = 0
+#: makes the solvers copy that noise into the result.
+DEFAULT_SIGMA_Y = 0.01
+
+#: per-command default solver (see docs/cli.md).
+DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser"}
+
+#: ``denoise --solver denoiser``: one call of the prior's MMSE denoiser (no sampling).
+DENOISER = "denoiser"
+
+#: at most this many frames are kept per output for --save-steps.
+MAX_FRAMES = 40
+
+#: upper limits of the numeric options (a typo such as --steps 1e12 is refused at once).
+MAX_STEPS = 100_000
+MAX_SEED = 2**63 - 1
+MAX_SAMPLES = 1000
+MAX_BATCH = 1024
+MAX_TILE = 16384
+MAX_SCALE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The options every restoration command shares; the field defaults are the CLI's defaults.
+
+    Attributes:
+        solver: a name of :data:`pnp_restore.solvers.SOLVERS`, or :data:`DENOISER` (``denoise`` only).
+        prior: source for :func:`pnp_restore.priors.load`; ``arch`` its architecture (checkpoint files, presets).
+        steps: solver steps (None: the solver's published value).
+        seed: base seed; output k in processing order uses ``seed + k``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (:func:`pnp_restore.devices.resolve_device`).
+        dtype: precision of the prior network (``float32``, ``float16``, ``bfloat16``).
+        output: ``-o``: a file, a folder, or None (``IMAGE_restored.png`` beside each input).
+        overwrite: replace existing outputs (never inputs).
+        samples: posterior samples per image.
+        save_steps: also write ``OUT_steps.gif`` with the x0 estimates.
+        tile: tile size in pixels for the prior (None or 0: whole images).
+        batch_size: images (x samples) restored together.
+        sidecar: write ``OUT.json``.
+        quiet: no progress bar or messages.
+        opt: raw ``KEY=VALUE`` solver options (:func:`solver_options`).
+    """
+
+    solver: str
+    prior: str = "builtin"
+    arch: str | None = None
+    steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    output: str | None = None
+    overwrite: bool = False
+    samples: int = 1
+    save_steps: bool = False
+    tile: int | None = None
+    batch_size: int = 4
+    sidecar: bool = True
+    quiet: bool = False
+    opt: tuple[str, ...] = ()
+
+
+#: the defaults of :class:`Common`, by field name (what the options show).
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Common) if f.default is not dataclasses.MISSING}
+
+#: solver arguments that have their own flag (or are set by the command), so not --opt.
+_NOT_OPTS = {"seed": "--seed", "steps": "--steps", "solver": "--solver", "sigma_y": "--sigma-y", "task": None,
+             "callback": None, "return_info": None, "x_init": None}
+
+
+def parse_opts(pairs: tuple[str, ...], command: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs to a dict (values parsed as JSON, else kept as strings)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--opt {pair!r} is not KEY=VALUE; write e.g. --opt eta=0.85")
+        if key in _NOT_OPTS:
+            flag = "--sigma" if key == "sigma_y" and command == "denoise" else _NOT_OPTS[key]
+            raise ConfigError(f"--opt {pair}: {key} is not a solver option; "
+                              + (f"use {flag} instead" if flag else "it cannot be set from the command line"))
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def solver_options(common: Common, command: str) -> dict[str, Any]:
+    """The ``--opt`` options checked by :func:`pnp_restore.solvers.validate_options`.
+
+    Also refuses an unknown solver and options that would be ignored (``--steps``
+    or ``--opt`` with the one-call ``denoiser``).
+    """
+    opts = parse_opts(common.opt, command)
+    from ..solvers import SOLVERS, validate_options
+
+    names = ", ".join(sorted(SOLVERS))
+    if common.solver == DENOISER:
+        if command != "denoise":
+            raise ConfigError(f"--solver {DENOISER} only exists for `denoise`; choose one of: {names}")
+        if opts or common.steps is not None:
+            raise ConfigError(f"--solver {DENOISER} is one denoiser call and takes no --steps or --opt; "
+                              "drop them or choose a sampling --solver")
+        return {}
+    if common.solver not in SOLVERS:
+        raise ConfigError(f"unknown solver {common.solver!r}; choose one of: {names}")
+    return dict(validate_options(common.solver, opts))
+
+
+def check_arch(common: Common) -> None:
+    """--arch only means something for checkpoint files and presets; refuse it elsewhere."""
+    if common.arch is None:
+        return
+    from ..priors.checkpoints import WEIGHT_SUFFIXES
+    from ..priors.registry import ENTRIES
+
+    is_file = Path(common.prior).suffix.lower() in WEIGHT_SUFFIXES
+    if common.prior == "builtin" or not (is_file or common.prior in ENTRIES):
+        raise ConfigError(f"--arch only applies to a checkpoint file or a preset from `pnp-restore priors`; "
+                          f"--prior {common.prior} brings its own architecture, so drop --arch")
+
+
+def check_seeds(common: Common, outputs: int) -> None:
+    """The seeds ``seed .. seed + outputs - 1`` must stay valid."""
+    if common.seed + outputs - 1 > MAX_SEED:
+        raise ConfigError(f"--seed {common.seed} + one per output passes {MAX_SEED}; use a smaller --seed")
