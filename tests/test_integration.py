@@ -283,8 +283,7 @@ def test_readme_examples_run(which, monkeypatch):
     code = "\n".join(readme_blocks())
     size = 64
     if which == "builtin":
-        if not BUILTIN.is_file():
-            pytest.skip(f"needs the built-in weights {BUILTIN}")
+        assert BUILTIN.is_file(), f"the built-in weights {BUILTIN} ship with the package but are missing"
     else:
         assert "64, 64" in code, "the README examples no longer use 64x64 images; update this test"
         code, size = code.replace("64", "16"), 16
