@@ -120,6 +120,14 @@ def test_batch_size_and_sharding_do_not_change_rows(folder, tmp_path):
     assert len(load_rows([tmp_path / "s.jsonl"])) == len(single)  # report merges the rank files
 
 
+def test_single_task_baselines_give_no_rows_on_other_tasks(folder, tmp_path):
+    rows = _run(folder, tmp_path / "b.jsonl", solvers=["wiener", "pinv"],
+                tasks=["denoise@0.05", "gaussian_deblur@0.05"], size=64)  # fmt: skip
+    pairs = {(r["solver"], r["task"]) for r in rows}
+    assert pairs == {("wiener", "gaussian_deblur@0.05"), ("pinv", "denoise@0.05"), ("pinv", "gaussian_deblur@0.05")}
+    assert not any(r.get("error") for r in rows)
+
+
 def _key(r):
     return (r["image"], r["task"], r["solver"])
 

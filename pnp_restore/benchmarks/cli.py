@@ -35,7 +35,7 @@ def bench() -> None:
 @bench.command("run")
 @click.option("--preset", default="quick", show_default=True, help="quick, full, or a preset .json file; options below override it.")
 @click.option("--tasks", default=None, help="Comma-separated task ids, e.g. sr4_bicubic@0.05,box_inpaint (bare name = all noise levels) or 'all'.")
-@click.option("--solvers", default=None, help="Comma-separated solvers (ddrm, ddnm, dps, diffpir, pnp_admm) and baselines (pinv, admm_tv, pnp_bm3d).")
+@click.option("--solvers", default=None, help="Comma-separated solvers (ddrm, ddnm, dps, diffpir, pnp_admm) and classical baselines (pinv, admm_tv, opencv_telea, ...: docs/benchmarks.md).")
 @click.option("--prior", "priors", multiple=True, help="Prior source for pnp_restore.priors.load (repeatable).")
 @click.option("--data", multiple=True, required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder of test images (repeatable).")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="MANIFEST.tsv (sha256<TAB>path) to verify the images.")

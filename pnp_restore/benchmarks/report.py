@@ -11,9 +11,10 @@
   point per (task, method).
 
 A method is ``solver`` (``+ prior``) (``, N steps`` when steps were set; ``,
-<dtype>`` when not float32); a table is a dataset at one size (``, resize`` for
-``crop="resize"``). Files ``<stem>.rank<r>.jsonl`` next to a given
-``<stem>.jsonl`` (sharded runs) are merged. Rows of distinct image files are
+<dtype>`` when not float32; `` (baseline)`` for the methods of
+:data:`~.baselines.BASELINES`, which run without a prior); a table is a dataset
+at one size (``, resize`` for ``crop="resize"``). Files ``<stem>.rank<r>.jsonl``
+next to a given ``<stem>.jsonl`` (sharded runs) are merged. Rows of distinct image files are
 never merged, even when their dataset and image names agree (a warning says
 so, as they are then pooled in one table).
 """
@@ -28,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError
+from .baselines import is_baseline
 from .runner import ALL_METRICS, keyed_rows
 
 _LABELS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips_alex": "LPIPS-Alex ↓", "lpips_vgg": "LPIPS-VGG ↓"}
@@ -36,10 +38,12 @@ _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def method(row: dict) -> str:
-    """Display name of a row's method: ``solver [+ prior] [, N steps]``."""
+    """Display name of a row's method: ``solver [+ prior] [, N steps] [, dtype] [ (baseline)]``."""
     name = row["solver"] if row.get("prior", "none") == "none" else f"{row['solver']} + {row['prior']}"
     name = name if row.get("steps") is None else f"{name}, {row['steps']} steps"
-    return name if row.get("dtype", "float32") == "float32" else f"{name}, {row['dtype']}"
+    name = name if row.get("dtype", "float32") == "float32" else f"{name}, {row['dtype']}"
+    baseline = is_baseline(row["solver"]) and row.get("prior", "none") == "none"  # not a custom solver of that name
+    return f"{name} (baseline)" if baseline else name
 
 
 def _table(row: dict) -> str:

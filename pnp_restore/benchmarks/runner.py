@@ -245,7 +245,19 @@ def _registry_solver(name: str) -> SolverFn:
 
 
 def _baseline(fn: Callable) -> SolverFn:
-    return lambda y, operator, prior, task=None, **kw: (fn(y, operator, prior, **kw), {"nfe": 0})
+    def call(y, operator, prior, task=None, **kw):
+        return fn(y, operator, prior, **kw), {"nfe": 0}
+
+    call.is_baseline = True  # see _applies
+    return call
+
+
+def _applies(name: str, fn: SolverFn, proto: _protocols.Protocol) -> bool:
+    """False for a baseline that cannot run on ``proto``'s operator (:func:`.baselines.supports`), e.g.
+    ``wiener`` on inpainting; the operator of a probe image stands for all (only its type matters)."""
+    if not getattr(fn, "is_baseline", False):
+        return True
+    return _baselines.supports(name, proto.operator(["probe/0"], (1, 3, proto.size, proto.size)))
 
 
 def _custom(fn: Callable) -> SolverFn:
@@ -411,6 +423,8 @@ def run(
                 continue  # deterministic methods: one seed is enough
             for prior_name, prior in prior_list if needs_prior else [("none", None)]:
                 for proto in protos:
+                    if not _applies(name, fn, proto):
+                        continue  # a single-task baseline on another task: no rows
                     for folder in folders:
                         for chunk in _chunks(sets[(str(folder), proto.size, proto.crop)], batch_size):
                             units.append((seed, name, fn, prior_name, prior, proto, chunk))
