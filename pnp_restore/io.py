@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -305,25 +306,57 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> None:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
-def check_output(path: str | os.PathLike, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
-    """Check, before any work, that ``path`` can be written.
+class InputFiles:
+    """The input files of a run, each resolved and identified once, for :func:`check_output`.
+
+    A path is an input when it resolves to the same path, or names the same file through a
+    symbolic or hard link (the same device and inode, as :func:`os.path.samefile` compares).
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike] = ()) -> None:
+        self._files = [(p, Path(p).resolve(), _file_id(p)) for p in paths]
+
+    def holding(self, path: Path, target: Path) -> str | os.PathLike | None:
+        """The input that ``path`` (resolved: ``target``) is, if any."""
+        out_id = _file_id(path)
+        for src, resolved, src_id in self._files:
+            if target == resolved or (out_id is not None and out_id == src_id):
+                return src
+        return None
+
+
+def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` names, following links; None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_output(
+    path: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] | InputFiles = ()
+) -> Path:
+    """Check, before any work, that ``path`` can be written; returns it resolved.
 
     Raises :class:`ImageIOError` (or :class:`OutputExistsError`) if ``path`` is
     a folder, exists without ``overwrite``, is one of ``inputs`` (same resolved
     path, also through symbolic or hard links: never replace an input, whatever
-    the flags), or lies below a file or in a folder that is not writable.
+    the flags), or lies below a file or in a folder that is not writable. Pass an
+    :class:`InputFiles` when checking many outputs against the same inputs.
     """
     path = Path(path)
     target = path.resolve()
-    for src in inputs:
-        if target == Path(src).resolve() or (path.exists() and Path(src).exists() and os.path.samefile(path, src)):
-            raise ImageIOError(f"output {path} would replace the input {src}; choose another output with -o")
+    src = (inputs if isinstance(inputs, InputFiles) else InputFiles(inputs)).holding(path, target)
+    if src is not None:
+        raise ImageIOError(f"output {path} would replace the input {src}; choose another output with -o")
     check_writable(path, overwrite)
     folder = next((f for f in (path.parent, *path.parent.parents) if f.exists()), Path("."))
     if not folder.is_dir():
         raise ImageIOError(f"{folder} is a file, so {path} cannot be created there; choose another output with -o")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ImageIOError(f"cannot write into {folder} (permission denied); choose another output with -o")
+    return target
 
 
 def describe_os_error(err: OSError, path: str | os.PathLike | None = None) -> str:

@@ -65,14 +65,14 @@ def side_paths(out: Path, common: Common) -> list[Path]:
 
 def check_outputs(outs: list[list[Path]], common: Common, inputs: Sequence[Path]) -> None:
     """Every output (image, sidecar, steps file) is new (or --overwrite), writable, not an input, and unique."""
-    from ..io import check_image_format, check_output
+    from ..io import InputFiles, check_image_format, check_output
 
     seen: dict[Path, Path] = {}
+    files = InputFiles(inputs)
     for p in (p for ps in outs for p in ps):
         check_image_format(p)
         for q in (p, *side_paths(p, common)):
-            check_output(q, common.overwrite, inputs=tuple(inputs))
-            key = q.resolve()
+            key = check_output(q, common.overwrite, inputs=files)
             if key in seen:
                 raise ConfigError(f"two outputs would both be written to {key}; rename one input or give another -o")
             seen[key] = q
