@@ -55,11 +55,20 @@ from ..errors import ConfigError, OperatorError, ShapeError
 Tensor = torch.Tensor
 
 
+def _to_numpy(y: Tensor) -> np.ndarray:
+    """(B, C, H, W) tensor -> (B, H, W, C) float64 array on the CPU."""
+    return y.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy()
+
+
+def _from_numpy(arr: list[np.ndarray] | np.ndarray, like: Tensor) -> Tensor:
+    """(B, H, W, C) arrays -> (B, C, H, W) tensor in ``like``'s dtype and on its device."""
+    out = torch.from_numpy(np.ascontiguousarray(np.stack(arr), dtype=np.float64)).permute(0, 3, 1, 2)
+    return out.to(device=like.device, dtype=like.dtype)
+
+
 def _per_image(fn: Callable[[np.ndarray], np.ndarray], x: Tensor) -> Tensor:
-    """Apply a numpy (H, W, C) -> (H, W, C) function to each sample of x (B, C, H, W)."""
-    arr = x.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy()
-    out = np.stack([fn(a) for a in arr])
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype)
+    """Apply a numpy (H, W, C) -> (H', W', C) function to each sample of x (B, C, H, W)."""
+    return _from_numpy([fn(a) for a in _to_numpy(x)], x)
 
 
 def _admm(y: Tensor, operator, denoise: Callable[[Tensor, float], Tensor], rhos: list[float], sigma_y: float) -> Tensor:
@@ -150,17 +159,6 @@ def pnp_bm3d(
 
 
 # -- classical single-task baselines ------------------------------------------------------
-def _to_numpy(y: Tensor) -> np.ndarray:
-    """(B, C, H, W) tensor -> (B, H, W, C) float64 array on the CPU."""
-    return y.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy()
-
-
-def _from_numpy(arr: list[np.ndarray] | np.ndarray, like: Tensor) -> Tensor:
-    """(B, H, W, C) arrays -> (B, C, H, W) tensor in ``like``'s dtype and on its device."""
-    out = torch.from_numpy(np.ascontiguousarray(np.stack(arr), dtype=np.float64)).permute(0, 3, 1, 2)
-    return out.to(device=like.device, dtype=like.dtype)
-
-
 def _per_channel(fn: Callable[[np.ndarray, int], np.ndarray], a: np.ndarray) -> np.ndarray:
     """Apply ``fn(channel (H, W), c) -> (H', W')`` to each channel of ``a`` (H, W, C)."""
     return np.stack([fn(np.ascontiguousarray(a[..., c]), c) for c in range(a.shape[-1])], axis=-1)
@@ -276,7 +274,7 @@ def _resize(name: str, interpolation: str, y: Tensor, operator) -> Tensor:
         out = cv2.resize(a, (w, h), interpolation=flag)
         return out.reshape(h, w, a.shape[-1])  # cv2 drops a single channel axis
 
-    return _from_numpy([one(a) for a in _to_numpy(y)], y)
+    return _per_image(one, y)
 
 
 def bicubic(y: Tensor, operator, prior=None, *, sigma_y: float = 0.0, steps: int = 1, seed=None, **hyper) -> Tensor:
@@ -394,9 +392,8 @@ def nlm(y: Tensor, operator, prior=None, *, sigma_y: float = 0.0, steps: int = 1
     s = float(sigma_y)
     if s <= 0:
         return y.clone()
-    out = [denoise_nl_means(a, patch_size=int(patch_size), patch_distance=int(patch_distance), h=h_factor * s,
-                            fast_mode=True, sigma=s, channel_axis=-1) for a in _to_numpy(y)]  # fmt: skip
-    return _from_numpy(out, y)
+    return _per_image(lambda a: denoise_nl_means(a, patch_size=int(patch_size), patch_distance=int(patch_distance),
+                                                 h=h_factor * s, fast_mode=True, sigma=s, channel_axis=-1), y)
 
 
 def bm3d(y: Tensor, operator, prior=None, *, sigma_y: float = 0.0, steps: int = 1, seed=None, **hyper) -> Tensor:
@@ -422,7 +419,7 @@ def bm3d(y: Tensor, operator, prior=None, *, sigma_y: float = 0.0, steps: int = 
             return _bm3d.bm3d_rgb(a, s)
         return _per_channel(lambda ch, c: _bm3d.bm3d(ch, s), a)
 
-    return _from_numpy([one(a) for a in _to_numpy(y)], y)
+    return _per_image(one, y)
 
 
 #: the task of each single-task baseline (others take any linear operator).
