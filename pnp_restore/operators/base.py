@@ -45,22 +45,18 @@ import torch
 
 from ..errors import OperatorError, ShapeError
 from .cg import CGConfig, conjugate_gradient
-from .factors import Factors, safe_inverse, svd_factors, truncate_singular_values  # noqa: F401
+from .factors import safe_inverse, svd_factors
 
 Tensor = torch.Tensor
 
-#: the former private name, imported by the solvers.
-_safe_inverse = safe_inverse
-
-
 def cast(t: Tensor, like: Tensor) -> Tensor:
     """Buffer ``t`` on ``like``'s device, in ``like``'s real precision (a no-op when they match)."""
-    return t.to(device=like.device, dtype=like.real.dtype if like.is_complex() else like.dtype)
+    return t.to(device=like.device, dtype=like.real.dtype)
 
 
 def _per_sample(v: float | Tensor, like: Tensor) -> Tensor:
     """A scalar or a (B,) tensor as a (B, 1, 1, 1) tensor on ``like``'s device/dtype."""
-    t = torch.as_tensor(v, device=like.device, dtype=like.real.dtype if like.is_complex() else like.dtype)
+    t = torch.as_tensor(v, device=like.device, dtype=like.real.dtype)
     if t.dim() == 0:
         return t.view(1, 1, 1, 1)
     return t.reshape(-1, 1, 1, 1)

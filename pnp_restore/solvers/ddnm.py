@@ -46,7 +46,8 @@ import math
 import torch
 
 from ..errors import ConfigError
-from ..operators.base import LinearOperator, _safe_inverse
+from ..operators.base import LinearOperator
+from ..operators.factors import safe_inverse
 from ..priors.base import Denoiser
 from .common import UNIT, Callback, Range, Sigmas, SolverSpec, alpha_bar, from_pm1, initial_vp, setup
 
@@ -118,7 +119,7 @@ def ddnm(
     sy = 2.0 * float(sigma_y)
     if plus:
         s = operator.singular_values(run.zeros())
-        inv_s = _safe_inverse(s)
+        inv_s = safe_inverse(s)
 
     x = initial_vp(rng, run.x_shape, sig[0], y, x_init)
     k, x0 = 0, None
