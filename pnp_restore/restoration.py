@@ -10,7 +10,7 @@ import time
 import torch
 
 from . import solvers
-from .operators.base import LinearOperator
+from .operators.base import Operator
 from .priors.base import Denoiser
 from .solvers.common import Callback, counting
 from .tasks import Task
@@ -23,7 +23,7 @@ solver_options = solvers.options
 
 def restore(
     y: Tensor,
-    operator: LinearOperator,
+    operator: Operator,
     prior: Denoiser,
     solver: str = "ddrm",
     *,
@@ -39,7 +39,8 @@ def restore(
 
     Args:
         y: (B, C', H', W') float measurement on the [0, 1] scale, finite, B >= 1.
-        operator: the degradation ``A`` (:class:`~pnp_restore.operators.base.LinearOperator`).
+        operator: the degradation ``A`` (an :class:`~pnp_restore.operators.base.Operator`; most solvers
+            need a :class:`~pnp_restore.operators.base.LinearOperator`, see ``SolverSpec.linear``).
         prior: any object with ``denoise(x, sigma)``, e.g. from :func:`pnp_restore.priors.load`;
             one without ``sigmas(steps)`` gets :func:`~pnp_restore.priors.base.range_sigmas`.
         solver: one of :data:`pnp_restore.solvers.SOLVERS` (``ddrm``, ``ddnm``, ``dps``,
@@ -65,7 +66,8 @@ def restore(
             measurement shape, or the prior models another number of channels.
         ConfigError: unknown solver or option, an argument of the wrong type or range, a prior
             without ``denoise``, NaN/Inf in ``y`` or a ``y`` on the 0..255 scale.
-        OperatorError: ``operator`` is not a LinearOperator, or lacks an SVD the solver needs.
+        OperatorError: ``operator`` is not an Operator, is nonlinear for a solver that needs a linear one,
+            or lacks an SVD the solver needs.
     """
     spec = solvers.spec(solver)
     published = solvers.task_defaults(solver, task)

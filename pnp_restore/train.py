@@ -41,7 +41,7 @@ from tqdm import tqdm
 from .data import RandomPatches, load_folder
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError, DivergenceError
-from .priors.builtin import EDMDenoiser, UNetConfig, save_weights
+from .priors.builtin import EDMDenoiser, UNetConfig, load_builtin, save_weights
 from .priors.checkpoints import torch_load_plain
 
 P_MEAN, P_STD = -1.2, 1.2
@@ -166,6 +166,7 @@ def train(
     log_every: int = 25,
     checkpoint_minutes: float = 5.0,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train an :class:`EDMDenoiser` on random patches of an image folder (or in-memory images).
 
@@ -180,6 +181,9 @@ def train(
         config: network architecture (default :class:`UNetConfig`).
         manifest: ``MANIFEST.tsv`` to verify the data files against (sha256).
         ema_decay: EMA decay per step (ramped up as min(decay, (1 + k) / (10 + k))).
+        init_from: start from these weights (a folder written by this command, or ``"builtin"`` for
+            the shipped prior) instead of a random initialisation; the architecture comes from them.
+            Ignored when resuming (the checkpoint already holds the weights).
 
     Returns:
         dict with ``step``, ``losses`` (per step, this call), ``weights`` (exported folder) and ``summary``.
@@ -197,6 +201,10 @@ def train(
             seed, batch_size, crop = int(ck["seed"]), int(ck["batch_size"]), int(ck["crop"])
         except (TypeError, ValueError, AttributeError):
             raise CheckpointError(f"{ck_path} has a damaged configuration; delete it and start again without --resume") from None
+    start = None
+    if ck is None and init_from is not None:
+        start = load_builtin(None if str(init_from) == "builtin" else init_from).net
+        config = start.cfg
     config = config or UNetConfig()
     if batch_size is None:
         batch_size = 256 if dev.type == "cuda" else 16
@@ -205,7 +213,10 @@ def train(
     patches = RandomPatches(images, crop, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    net = EDMDenoiser(config).to(dev).train()
+    net = EDMDenoiser(config)
+    if start is not None:
+        net.load_state_dict(start.state_dict())
+    net = net.to(dev).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
     autocast, precision = autocast_for(dev, precision)
@@ -215,13 +226,16 @@ def train(
         _restore_state(ck, ck_path, net, ema, opt, scaler)
         step, elapsed = int(ck["step"]), float(ck["elapsed_s"])
 
+    init_from_name = ck.get("summary", {}).get("init_from") if ck is not None else (
+        None if init_from is None else str(init_from))
+
     def summary() -> dict:
         return {
             "data": str(data) if not isinstance(data, list) else f"{len(images)} in-memory images",
             "images": len(images), "steps": step, "batch_size": batch_size, "crop": crop, "lr": lr, "warmup": warmup,
             "seed": seed, "ema_decay": ema_decay, "precision": precision, "device": str(dev),
             "torch_threads": torch.get_num_threads(), "wall_time_s": round(elapsed, 1),
-            "p_mean": P_MEAN, "p_std": P_STD,
+            "p_mean": P_MEAN, "p_std": P_STD, "init_from": init_from_name,
         }
 
     def checkpoint() -> None:
@@ -280,6 +294,16 @@ def train(
     return {"step": step, "losses": losses, "weights": weights, "summary": summary()}
 
 
+def _parse_channels(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        channels = ()
+    if not channels or min(channels) < 1 or any(c % min(UNetConfig.groups, c) for c in channels):
+        raise ConfigError(f"--channels must be positive integers separated by commas, each a multiple of 16 (or below 16), e.g. 32,64,128; got {text!r}")
+    return channels
+
+
 @click.command("train-prior")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), required=True, help="Folder of training images.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run folder (log, checkpoint, weights).")
@@ -296,10 +320,23 @@ def train(
               help="MANIFEST.tsv to verify the images' sha256 against.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast precision (auto: bf16/fp16 on CUDA, bf16 on CPUs that support it).")
-def train_prior(data, out, steps, batch_size, crop, lr, seed, resume, device, max_minutes, manifest, precision):
+@click.option("--channels", default=None, metavar="C1,C2,...",
+              help="Width of each UNet level, e.g. 32,64,128,256 (one level per entry) [default: 32,64,128].")
+@click.option("--blocks", type=click.IntRange(min=1), default=None, help="Residual blocks per encoder level [default: 1].")
+@click.option("--init-from", default=None, metavar="FOLDER|builtin",
+              help="Start from these weights (a run's weights/ folder, or 'builtin') instead of a random network.")
+def train_prior(data, out, steps, batch_size, crop, lr, seed, resume, device, max_minutes, manifest, precision,
+                channels, blocks, init_from):
     """Train the built-in diffusion prior (EDM objective) on a folder of images."""
+    config = None
+    if channels is not None or blocks is not None:
+        if init_from is not None:
+            raise ConfigError("--channels/--blocks set a new architecture; --init-from takes the one of its weights: give one or the other")
+        config = UNetConfig(channels=_parse_channels(channels) if channels else UNetConfig.channels,
+                            blocks=blocks or UNetConfig.blocks)
     res = train(data, out, steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, resume=resume,
-                device=device, max_minutes=max_minutes, manifest=manifest, precision=precision)
+                device=device, max_minutes=max_minutes, manifest=manifest, precision=precision, config=config,
+                init_from=init_from)
     click.echo(f"step {res['step']}: weights in {res['weights']}")
 
 

@@ -10,7 +10,7 @@ import torch
 
 from pnp_restore import priors, restore, solvers
 from pnp_restore.errors import ConfigError, OperatorError, PnPRestoreError, ShapeError
-from pnp_restore.operators import DenseSVDOperator, Inpainting, random_mask
+from pnp_restore.operators import DenseSVDOperator, Inpainting, NonlinearOperator, random_mask
 from pnp_restore.priors.base import Prior, range_sigmas
 from pnp_restore.priors.gaussian import GaussianPrior, squared_exponential_cov
 from pnp_restore.solvers import validate_options
@@ -142,13 +142,25 @@ class ForwardOnly:
 
 
 @pytest.mark.parametrize("operator", [lambda x: x, ForwardOnly()], ids=["lambda", "forward-only"])
-def test_operator_must_be_a_linear_operator(operator):
+def test_operator_must_be_an_operator(operator):
     _, y = problem()
     for solver in ("ddrm", "dps"):
-        message = "operator must be a pnp_restore.operators LinearOperator; got .*FunctionOperator"
+        message = "operator must be a pnp_restore.operators Operator; got .*FunctionOperator.*NonlinearOperator"
         with pytest.raises(OperatorError, match=message) as err:
             restore(y, operator, gaussian(), solver, steps=2)
         one_line(err)
+
+
+def test_linear_solvers_refuse_a_nonlinear_operator():
+    """DDRM, DDNM, DiffPIR and PnP-ADMM use A^T, A^+, prox or the SVD: a nonlinear operator is one line naming
+    the solvers that take it; DPS runs it."""
+    _, y = problem()
+    clip = NonlinearOperator(lambda x: x.clamp(0.2, 0.8))
+    for solver in ("ddrm", "ddnm", "diffpir", "pnp_admm"):
+        with pytest.raises(OperatorError, match=f"{solver} needs a linear operator and NonlinearOperator is nonlinear; use one of .*dps") as err:
+            restore(y, clip, gaussian(), solver, steps=2)
+        one_line(err)
+    assert torch.isfinite(restore(y, clip, gaussian(), "dps", steps=2, seed=0)).all()
 
 
 def test_prior_given_as_a_string_or_without_denoise():

@@ -1,10 +1,10 @@
-"""Degradation operators (the physics): forward, adjoint, pseudo-inverse, prox, SVD."""
+"""Degradation operators (the physics): forward models, linear ones with adjoint, pseudo-inverse, prox, SVD."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError, PnPRestoreError
 from ..tasks import Task
-from .base import DecomposableOperator, DenseSVDOperator, FunctionOperator, LinearOperator
+from .base import DecomposableOperator, DenseSVDOperator, FunctionOperator, LinearOperator, NonlinearOperator, Operator
 from .blur import Blur
 from .cg import CGConfig, conjugate_gradient
 from .compose import Composition
@@ -17,7 +17,7 @@ from .simple import Colorization, Denoising
 from .superres import BlurDownsample, SuperResolution
 
 __all__ = [
-    "LinearOperator", "DecomposableOperator", "FunctionOperator", "DenseSVDOperator",
+    "Operator", "NonlinearOperator", "LinearOperator", "DecomposableOperator", "FunctionOperator", "DenseSVDOperator",
     "CGConfig", "conjugate_gradient",
     "Inpainting", "SuperResolution", "SeparableOperator", "Blur", "BlurDownsample",
     "Denoising", "Colorization", "Composition", "GaussianNoise",

@@ -1,7 +1,8 @@
-"""Linear degradation operators: forward, adjoint, pseudo-inverse, prox, SVD.
+"""Degradation operators: forward, adjoint, pseudo-inverse, prox, SVD.
 
 An operator maps images ``x`` of shape (B, C, H, W) to measurements ``y``
-(usually (B, C', H', W')). Two base classes:
+(usually (B, C', H', W')). :class:`Operator` is the base of all of them (a differentiable
+forward model, e.g. :class:`NonlinearOperator`); for linear ones, two base classes:
 
 * :class:`LinearOperator`: subclasses implement :meth:`~LinearOperator.forward`;
   ``adjoint`` comes from autograd (a vector-Jacobian product of ``forward``), and
@@ -62,25 +63,25 @@ def _per_sample(v: float | Tensor, like: Tensor) -> Tensor:
     return t.reshape(-1, 1, 1, 1)
 
 
-class LinearOperator(torch.nn.Module):
-    """Base class of linear degradations ``y = A x``.
+class Operator(torch.nn.Module):
+    """Base class of every degradation ``y = A(x)``: a differentiable forward model.
 
-    Subclasses must implement :meth:`forward`; override :meth:`adjoint`, :meth:`pinv`
-    and :meth:`prox` when an exact form exists (or derive from
-    :class:`DecomposableOperator` when the operator has an SVD).
+    Subclasses implement :meth:`forward`. Nothing else is assumed: Jacobian-vector and
+    vector-Jacobian products come from autograd (:meth:`jvp`, :meth:`vjp`), so solvers that
+    only differentiate the forward model (DPS, DAPS, RED-diff, PnP-DM) accept any subclass.
+    Linear operators derive from :class:`LinearOperator`, which adds ``A^T``, ``A^+``, prox and
+    the SVD hooks; :class:`NonlinearOperator` is the base of the others.
 
     Args:
-        in_shape: optional (C, H, W) of the images the operator accepts; needed
-            only by forward-only operators whose output shape differs from the
-            input's (the generic adjoint must know where to linearise).
+        in_shape: optional (C, H, W) of the images the operator accepts; needed only by
+            operators whose output shape differs from the input's (to know where to linearise).
     """
 
+    #: whether ``A`` is linear (:class:`LinearOperator` and its subclasses).
+    linear: bool = False
     #: whether :meth:`V`, :meth:`V_adjoint`, :meth:`U`, :meth:`U_adjoint` and
     #: :meth:`singular_values` are available.
     has_svd: bool = False
-
-    #: conjugate-gradient settings of the generic :meth:`pinv` and :meth:`prox`.
-    cg: CGConfig = CGConfig()
 
     def __init__(self, in_shape: tuple[int, int, int] | None = None) -> None:
         super().__init__()
@@ -138,6 +139,78 @@ class LinearOperator(torch.nn.Module):
         if self.in_shape is not None:
             return (y_shape[0], *self.in_shape)
         return tuple(y_shape)
+
+    def jvp(self, x: Tensor, v: Tensor) -> Tensor:
+        """``J_A(x) v``: the directional derivative of :meth:`forward` at ``x`` along ``v`` (autograd)."""
+        with torch.enable_grad():
+            return torch.func.jvp(self.forward, (x,), (v,))[1]
+
+    def vjp(self, x: Tensor, u: Tensor) -> Tensor:
+        """``J_A(x)^T u``: the vector-Jacobian product of :meth:`forward` at ``x`` (autograd)."""
+        with torch.enable_grad():
+            _, pullback = torch.func.vjp(self.forward, x)
+            return pullback(u)[0]
+
+    def __matmul__(self, other: "Operator") -> "Operator":
+        """``A @ B`` is the operator ``x -> A(B(x))`` (a :class:`LinearOperator` when both are linear)."""
+        from .compose import Composition
+
+        if self.linear and other.linear:
+            return Composition(self, other)
+        return NonlinearOperator(lambda x: self.forward(other.forward(x)), in_shape=other.in_shape)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class NonlinearOperator(Operator):
+    """A nonlinear degradation ``y = A(x)``: forward only, differentiable.
+
+    Subclass it and implement :meth:`forward`, or wrap a function. Optionally implement
+    :meth:`pinv`, a right inverse ``A^+`` with ``A(A^+(y)) ~ y`` (a JPEG decoder, say), which
+    ΠGDM uses; DDRM, DDNM, DiffPIR and PnP-ADMM need a :class:`LinearOperator` and say so.
+
+    Example:
+        >>> op = NonlinearOperator(lambda x: x.clamp(0, 0.8))
+    """
+
+    def __init__(self, forward: Callable[[Tensor], Tensor] | None = None,
+                 in_shape: tuple[int, int, int] | None = None) -> None:
+        super().__init__(in_shape)
+        self._forward = forward
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._forward is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+        return self._forward(x)
+
+    def pinv(self, y: Tensor) -> Tensor:
+        """A right inverse ``A^+(y)`` (an image whose measurement is ~ ``y``), where the operator has one."""
+        raise OperatorError(f"{type(self).__name__} has no pseudo-inverse; use a solver that only needs its forward model")
+
+    def __repr__(self) -> str:
+        if self._forward is None:
+            return f"{type(self).__name__}()"
+        return f"NonlinearOperator({getattr(self._forward, '__name__', 'function')})"
+
+
+class LinearOperator(Operator):
+    """Base class of linear degradations ``y = A x``.
+
+    Subclasses must implement :meth:`forward`; override :meth:`adjoint`, :meth:`pinv`
+    and :meth:`prox` when an exact form exists (or derive from
+    :class:`DecomposableOperator` when the operator has an SVD).
+
+    Args:
+        in_shape: optional (C, H, W) of the images the operator accepts; needed
+            only by forward-only operators whose output shape differs from the
+            input's (the generic adjoint must know where to linearise).
+    """
+
+    linear = True
+
+    #: conjugate-gradient settings of the generic :meth:`pinv` and :meth:`prox`.
+    cg: CGConfig = CGConfig()
 
     def _x_like(self, y: Tensor) -> Tensor:
         """An uninitialised image batch for measurements ``y`` (its shape, device and dtype only are used)."""
@@ -232,15 +305,6 @@ class LinearOperator(torch.nn.Module):
             "or wrap a small operator in DenseSVDOperator"
         )
 
-    # -- composition ---------------------------------------------------------
-    def __matmul__(self, other: "LinearOperator") -> "LinearOperator":
-        """``A @ B`` is the operator ``x -> A(B(x))``."""
-        from .compose import Composition
-
-        return Composition(self, other)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class DecomposableOperator(LinearOperator):

@@ -34,7 +34,7 @@ import torch
 
 from .._rng import SampleRNG
 from ..errors import ConfigError, DivergenceError, OperatorError, ShapeError
-from ..operators.base import LinearOperator
+from ..operators.base import LinearOperator, Operator
 from ..priors.base import Denoiser, Prior, range_sigmas, vp_from_denoise
 from ..priors.base import vp_alpha_bar as alpha_bar  # VP alpha_bar of a [0, 1]-scale sigma (floats too)
 from ..tasks import Task
@@ -87,7 +87,8 @@ class SolverSpec:
         fn: the solver function, ``fn(y, operator, prior, *, sigma_y, steps, seed, callback, ...)``.
         paper: citation.
         svd: when the operator needs an SVD: ``"never"``, ``"always"`` or ``"noisy"`` (sigma_y > 0).
-        linear: whether the operator must be linear (every solver here uses A^T, A^+ or prox).
+        linear: whether the operator must be linear (a :class:`LinearOperator`: the solver uses
+            A^T, A^+, prox or the SVD); ``False``: any differentiable :class:`Operator`.
         prior: what it uses of the prior: ``"denoise"`` (``denoise(x, sigma)`` only), ``"vp"``
             (the VP view ``vp(x_t, sigma)``, derived from ``denoise`` when the prior has none) or
             ``"vp+grad"`` (the same, differentiated through).
@@ -308,18 +309,19 @@ def denoise(prior, x: Tensor, sigma) -> Tensor:
 Y_SLACK = 1.5
 
 
-def check_measurement(y: Tensor, operator: LinearOperator, prior: Denoiser) -> tuple[tuple[int, ...], Tensor]:
+def check_measurement(y: Tensor, operator: Operator, prior: Denoiser) -> tuple[tuple[int, ...], Tensor]:
     """Shape (B, C, H, W) of the images behind ``y`` and ``A(1)`` (shaped like ``y``), after checking the problem.
 
-    Raises :class:`OperatorError` if ``operator`` is not a :class:`LinearOperator`,
+    Raises :class:`OperatorError` if ``operator`` is not an :class:`Operator`,
     :class:`ShapeError` if ``y`` is not a non-empty (B, C', H', W') float tensor of the shape
     ``operator`` produces or ``prior.channels`` differs from the images', and
     :class:`ConfigError` if ``y`` has NaN/Inf or values no [0, 1] image gives (a 0..255 image).
     """
-    if not isinstance(operator, LinearOperator):
+    if not isinstance(operator, Operator):
         raise OperatorError(
-            f"operator must be a pnp_restore.operators LinearOperator; got {type(operator).__name__}: wrap a linear "
-            "function f (or obj.forward) as FunctionOperator(f, in_shape=(C, H, W))"
+            f"operator must be a pnp_restore.operators Operator; got {type(operator).__name__}: wrap a linear "
+            "function f (or obj.forward) as FunctionOperator(f, in_shape=(C, H, W)), a nonlinear one as "
+            "NonlinearOperator(f, in_shape=(C, H, W))"
         )
     if not isinstance(y, Tensor) or y.dim() != 4 or not y.is_floating_point():
         what = f"shape {tuple(y.shape)} dtype {y.dtype}" if isinstance(y, Tensor) else type(y).__name__
@@ -392,6 +394,7 @@ class Run:
 
     Attributes:
         solver: the registry name.
+        operator: the degradation.
         x_shape: (B, C, H, W) of the images behind ``y``.
         y: the measurement on the [0, 1] scale.
         ones: ``A(1)``, shaped like ``y``.
@@ -402,6 +405,7 @@ class Run:
     """
 
     solver: str
+    operator: Operator
     x_shape: tuple[int, ...]
     y: Tensor
     ones: Tensor
@@ -412,8 +416,20 @@ class Run:
 
     @property
     def y_pm(self) -> Tensor:
-        """The measurement of the [-1, 1] image: ``A(2 x - 1) = 2 y - A(1)`` (A linear)."""
+        """The measurement of the [-1, 1] image: ``A(2 x - 1) = 2 y - A(1)`` (A linear only)."""
+        if not self.operator.linear:
+            raise OperatorError(f"{self.solver} uses y_pm, which only a linear operator has")
         return 2 * self.y - self.ones
+
+    def residual(self, x0_pm: Tensor) -> Tensor:
+        """``y - A(x0)`` on the [-1, 1] measurement scale for a [-1, 1] image ``x0_pm``.
+
+        Linear: ``y_pm - A x0_pm``; otherwise ``2 (y - A((x0_pm + 1) / 2))``, the same quantity
+        (the factor 2 keeps the papers' step sizes, which are set on [-1, 1]).
+        """
+        if self.operator.linear:
+            return self.y_pm - self.operator.forward(x0_pm)
+        return 2 * (self.y - self.operator.forward(from_pm1(x0_pm)))
 
     def zeros(self) -> Tensor:
         """A zero image batch on ``y``'s device and dtype."""
@@ -431,7 +447,7 @@ Levels = Callable[[Denoiser, int, Sigmas | None], list[float]]
 def setup(
     solver: str,
     y: Tensor,
-    operator: LinearOperator,
+    operator: Operator,
     prior: Denoiser,
     *,
     sigma_y: float,
@@ -443,8 +459,8 @@ def setup(
 ) -> Run:
     """Check the problem once and prepare what every solver starts from.
 
-    Checks the prior (:func:`check_prior`), ``y`` and the operator (:func:`check_measurement`)
-    and the SVD the registry says ``solver`` needs at ``sigma_y`` (:func:`require_svd`);
+    Checks the prior (:func:`check_prior`), ``y`` and the operator (:func:`check_measurement`),
+    its linearity and the SVD the registry says ``solver`` needs at ``sigma_y`` (:func:`require_svd`);
     then the noise levels: ``levels(prior, steps, sigmas)`` (default :func:`schedule`).
     """
     from . import SPECS  # the registry imports the solver modules, which import this one
@@ -452,11 +468,18 @@ def setup(
     spec = SPECS[solver]
     den = counting(prior)
     x_shape, ones = check_measurement(y, operator, den)
+    if spec.linear and not operator.linear:
+        from . import SPECS as specs
+
+        others = [n for n, s in specs.items() if not s.linear]
+        raise OperatorError(
+            f"{solver} needs a linear operator and {type(operator).__name__} is nonlinear; use one of {', '.join(others)}"
+        )
     if spec.needs_svd(sigma_y):
         require_svd(operator, solver, sigma_y)
     sig = (levels or schedule)(den, steps, sigmas)
     rng = SampleRNG(seed, x_shape[0]) if spec.stochastic else None
-    return Run(solver, x_shape, y, ones, sig, den, rng, callback)
+    return Run(solver, operator, x_shape, y, ones, sig, den, rng, callback)
 
 
 __all__ = [

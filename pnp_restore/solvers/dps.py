@@ -43,7 +43,7 @@ import math
 
 import torch
 
-from ..operators.base import LinearOperator
+from ..operators.base import Operator
 from ..priors.base import Denoiser
 from ..tasks import Task
 from .common import Callback, Range, Sigmas, SolverSpec, alpha_bar, from_pm1, initial_vp, setup
@@ -62,7 +62,7 @@ DPS_SCALES: dict[Task, float] = {
 
 def dps(
     y: Tensor,
-    operator: LinearOperator,
+    operator: Operator,
     prior: Denoiser,
     *,
     sigma_y: float = 0.0,
@@ -78,8 +78,8 @@ def dps(
 
     Args:
         y: measurement (B, ...) on the [0, 1] scale.
-        operator: any :class:`~pnp_restore.operators.base.LinearOperator` (only ``forward``
-            is used; gradients come from autograd).
+        operator: any :class:`~pnp_restore.operators.base.Operator`, linear or not (only ``forward``
+            is used; gradients come from autograd), as in the paper (Sec. 3.2, phase retrieval, nonlinear blur).
         prior: a :class:`~pnp_restore.priors.base.Prior`, or any ``denoise(x, sigma)``; differentiable.
         sigma_y: measurement noise std (unused by the update, kept for a uniform API).
         steps: number of DDPM steps (denoiser calls with gradient).
@@ -94,7 +94,7 @@ def dps(
         (B, C, H, W) restored images on [0, 1] (not clamped).
     """
     run = setup("dps", y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
-    sig, den, rng, y_pm = run.sigmas, run.den, run.rng, run.y_pm
+    sig, den, rng = run.sigmas, run.den, run.rng
     n = len(sig) - 1
     log = run.steps(n, f"try a smaller step size (zeta={zeta}) or more steps")
     x = initial_vp(rng, run.x_shape, sig[0], y, x_init)
@@ -105,7 +105,7 @@ def dps(
             x0, _ = den.vp(x, sig[i])
             if clamp:
                 x0 = x0.clamp(-1, 1)
-            residual = (y_pm - operator.forward(x0)).flatten(1).norm(dim=1)
+            residual = run.residual(x0).flatten(1).norm(dim=1)
             (grad,) = torch.autograd.grad(residual.sum(), x)
         x0 = x0.detach()
         c_x0, c_xt, var = ddpm_posterior(ab, ab_next)
@@ -118,7 +118,7 @@ def dps(
 
 
 SPEC = SolverSpec(
-    "dps", dps, "Chung et al., Diffusion Posterior Sampling, ICLR 2023", prior="vp+grad",
+    "dps", dps, "Chung et al., Diffusion Posterior Sampling, ICLR 2023", prior="vp+grad", linear=False,
     ranges={"zeta": Range(0.0)}, tasks={task: {"zeta": zeta} for task, zeta in DPS_SCALES.items()},
 )
 
