@@ -2,10 +2,12 @@
 
 Usage (single-threaded, ~30 min in all; a section alone keeps the other's entries)::
 
-    python tests/calibration/calibrate.py [posterior|integration ...]
+    python tests/calibration/calibrate.py [posterior|integration|integration=<solver>,...|posterior_<name> ...]
 
 * ``posterior``: every sampler case of tests/test_posterior.py on problems 0..49 (its ``PROBLEMS``),
   n samples each, and PnP-ADMM's default schedule on the same 50 problems.
+* ``posterior_<name>``: the ``SAMPLER_CASES`` of tests/test_posterior_<name>.py (a solver added
+  later brings its own module and its own file, tests/data/calibration_posterior_<name>.json).
 * ``integration``: every (solver, operator) pair of tests/test_integration.py on images 0..99
   (50 seeds x the tests' 2 images).
 
@@ -16,6 +18,7 @@ same seeds, so they sit inside the measured distribution.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -65,11 +68,11 @@ def posterior() -> dict[str, dict]:
     return out
 
 
-def integration() -> dict[str, dict]:
+def integration(only: list[str] | None = None) -> dict[str, dict]:
     out: dict[str, dict] = {}
     count = integ.IMAGES
     seeds = f"images 0-{count - 1} (truth seed i, noise seed 10+i, solver seed i)"
-    for solver in integ.SOLVERS:
+    for solver in only or integ.SOLVERS:
         for op_name, make in integ.OPERATORS.items():
             if not integ.works(solver, make()):
                 continue
@@ -85,17 +88,45 @@ def integration() -> dict[str, dict]:
     return out
 
 
+def sampler_module(section: str) -> dict[str, dict]:
+    """Section ``posterior_<name>``: the ``SAMPLER_CASES`` of tests/test_posterior_<name>.py (with its
+    ``SOLVER_FNS``) on problems 0..49, as :func:`posterior` does for tests/test_posterior.py."""
+    module = importlib.import_module(f"test_{section}")
+    out: dict[str, dict] = {}
+    count = post.PROBLEMS
+    for name, kw, n, op_name, sigma_y in module.SAMPLER_CASES:
+        t = time.time()
+        key = post.case_key(name, kw, op_name, sigma_y)
+        seeds = f"problems 0-{count - 1} (truth seed 100+j, noise seed 7+j), solver seeds {n}j..{n}j+{n - 1}"
+        got = post.sampler_metrics(name, kw, n, op_name, sigma_y, count, fns=module.SOLVER_FNS)
+        for metric, values in got.items():
+            if metric == "res_factor":
+                out.update(_entries(f"{key}/res_factor_min", values, seeds))
+                out.update(_entries(f"{key}/res_factor_max", values, seeds))
+            else:
+                out.update(_entries(f"{key}/{metric}", values, seeds))
+        print(f"{key}: {time.time() - t:.0f} s, ratio max {max(got['ratio']):.3f}", flush=True)
+    return out
+
+
 SECTIONS = {"posterior": posterior, "integration": integration}
 
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
-    for section in argv or list(SECTIONS):
-        entries = SECTIONS[section]()
-        table = json.loads(calibrated.PATH.read_text()) if calibrated.PATH.is_file() else {}
+    for arg in argv or list(SECTIONS):
+        section, _, only = arg.partition("=")
+        path = calibrated.section_path(section)
+        table = json.loads(path.read_text()) if path.is_file() else {}
+        if only:  # integration=daps,pigdm: those solvers' entries only, the others kept
+            solvers = only.split(",")
+            kept = {k: v for k, v in table.get(section, {}).items() if k.split("/")[0] not in solvers}
+            entries = {**kept, **integration(solvers)}
+        else:
+            entries = SECTIONS[section]() if section in SECTIONS else sampler_module(section)
         table["generated_by"] = "python tests/calibration/calibrate.py"
         table[section] = entries
-        calibrated.PATH.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
