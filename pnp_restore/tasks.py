@@ -18,6 +18,12 @@ class Task(str, Enum):
     MOTION_DEBLUR = "motion_deblur"
     DENOISING = "denoising"
     COLORIZATION = "colorization"
+    # nonlinear degradations (pnp_restore.operators.nonlinear)
+    PHASE_RETRIEVAL = "phase_retrieval"
+    JPEG = "jpeg"
+    HDR = "hdr"
+    QUANTIZATION = "quantization"
+    NONLINEAR_DEBLUR = "nonlinear_deblur"
 
     def __str__(self) -> str:
         return self.value
