@@ -258,7 +258,7 @@ def initial_vp(rng: SampleRNG, shape: tuple[int, ...], sigma: float, like: Tenso
     return math.sqrt(ab) * to_pm1(x_init) + math.sqrt(1 - ab) * noise
 
 
-def require_svd(operator: LinearOperator, solver: str, sigma_y: float = 0.0) -> None:
+def require_svd(operator: LinearOperator, solver: str | SolverSpec, sigma_y: float = 0.0) -> None:
     """Raise :class:`OperatorError` unless ``operator`` has the SVD hooks.
 
     The message names the registry's solvers that work without an SVD at this ``sigma_y``.
@@ -267,7 +267,9 @@ def require_svd(operator: LinearOperator, solver: str, sigma_y: float = 0.0) -> 
         return
     from . import SPECS  # the registry imports this module
 
-    what = "with sigma_y > 0 " if SPECS[solver].svd == "noisy" else ""
+    spec = solver if isinstance(solver, SolverSpec) else SPECS[solver]
+    solver = spec.name
+    what = "with sigma_y > 0 " if spec.svd == "noisy" else ""
     no_svd = [n for n, s in SPECS.items() if not s.needs_svd(sigma_y)]
     raise OperatorError(
         f"{solver} {what}needs an operator with an SVD and {type(operator).__name__} has none; "
@@ -445,7 +447,7 @@ Levels = Callable[[Denoiser, int, Sigmas | None], list[float]]
 
 
 def setup(
-    solver: str,
+    solver: str | SolverSpec,
     y: Tensor,
     operator: Operator,
     prior: Denoiser,
@@ -459,24 +461,25 @@ def setup(
 ) -> Run:
     """Check the problem once and prepare what every solver starts from.
 
+    ``solver`` is a registry name or the solver's own :class:`SolverSpec` (a solver module may
+    pass its ``SPEC``, so it runs before it is listed in the registry).
     Checks the prior (:func:`check_prior`), ``y`` and the operator (:func:`check_measurement`),
     its linearity and the SVD the registry says ``solver`` needs at ``sigma_y`` (:func:`require_svd`);
     then the noise levels: ``levels(prior, steps, sigmas)`` (default :func:`schedule`).
     """
     from . import SPECS  # the registry imports the solver modules, which import this one
 
-    spec = SPECS[solver]
+    spec = solver if isinstance(solver, SolverSpec) else SPECS[solver]
+    solver = spec.name
     den = counting(prior)
     x_shape, ones = check_measurement(y, operator, den)
     if spec.linear and not operator.linear:
-        from . import SPECS as specs
-
-        others = [n for n, s in specs.items() if not s.linear]
+        others = [n for n, s in SPECS.items() if not s.linear]
         raise OperatorError(
             f"{solver} needs a linear operator and {type(operator).__name__} is nonlinear; use one of {', '.join(others)}"
         )
     if spec.needs_svd(sigma_y):
-        require_svd(operator, solver, sigma_y)
+        require_svd(operator, spec, sigma_y)
     sig = (levels or schedule)(den, steps, sigmas)
     rng = SampleRNG(seed, x_shape[0]) if spec.stochastic else None
     return Run(solver, operator, x_shape, y, ones, sig, den, rng, callback)
