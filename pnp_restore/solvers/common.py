@@ -68,6 +68,19 @@ class Range:
         return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
 
 
+@dataclass(frozen=True)
+class Choices:
+    """The allowed values of a string option (e.g. a preset name); used like :class:`Range`."""
+
+    values: tuple[str, ...]
+
+    def __contains__(self, v: str) -> bool:
+        return v in self.values
+
+    def __str__(self) -> str:
+        return f"({'one of ' + ', '.join(self.values)})"
+
+
 #: Ranges of the arguments every solver takes (per-solver options: ``SolverSpec.ranges``).
 COMMON_RANGES: dict[str, Range] = {
     "sigma_y": Range(0.0),
@@ -105,7 +118,7 @@ class SolverSpec:
     linear: bool = True
     prior: Literal["denoise", "vp", "vp+grad"] = "vp"
     stochastic: bool = True
-    ranges: Mapping[str, Range] = field(default_factory=dict)
+    ranges: Mapping[str, Range | Choices] = field(default_factory=dict)
     tasks: Mapping[Task, Mapping[str, float]] = field(default_factory=dict)
 
     @property
@@ -139,18 +152,24 @@ _KINDS: dict[object, tuple[str, Callable[[object], bool], Callable]] = {
     bool: ("True or False", lambda v: isinstance(v, (bool, np.bool_)), bool),
     int: ("an integer", _integer, int),
     float: ("a number", _real, float),
+    str: ("a string", lambda v: isinstance(v, str), str),
     Tensor: ("a tensor", lambda v: isinstance(v, Tensor), _same),
     Sequence: ("a list of numbers", _numbers, lambda v: [float(x) for x in v]),
     Callable: ("a function", callable, _same),
 }
 
 
-def check_value(name: str, value, hint, rng: Range | None = None):
+#: the kinds a range (or choices) applies to
+_RANGED = (int, float, str)
+
+
+def check_value(name: str, value, hint, rng: Range | Choices | None = None):
     """``value`` checked against the type ``hint`` (``float``, ``int | None``, ``Sigmas``...) and ``rng``.
 
     Returns it converted (ints to float where a float is expected, tuples to lists of floats);
     raises :class:`ConfigError` with one line saying what is allowed. ``rng`` applies to ints and
-    floats. A hint made of other types passes ``value`` through unchecked.
+    floats (a :class:`Range`) and to strings (a :class:`Choices`). A hint made of other types passes
+    ``value`` through unchecked.
     """
     union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
     kinds = [typing.get_origin(k) or k for k in (typing.get_args(hint) if union else (hint,))]
@@ -160,9 +179,9 @@ def check_value(name: str, value, hint, rng: Range | None = None):
         _, accepts, convert = _KINDS[kind]
         if accepts(value):
             out = convert(value)
-            if rng is None or kind not in (int, float) or out in rng:
+            if rng is None or kind not in _RANGED or out in rng:
                 return out
-    allowed = " or ".join(_KINDS[k][0] + (f" {rng}" if rng is not None and k in (int, float) else "") for k in kinds)
+    allowed = " or ".join(_KINDS[k][0] + (f" {rng}" if rng is not None and k in _RANGED else "") for k in kinds)
     shown = repr(value)
     if len(shown) > 60:
         shown = f"{type(value).__name__} {shown[:40]}..."
@@ -487,6 +506,7 @@ def setup(
 
 __all__ = [
     "COMMON_RANGES",
+    "Choices",
     "MAX_STEPS",
     "Range",
     "Sigmas",
