@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from . import solvers
+from . import solvers, tuned
+from .errors import ConfigError
 from .operators.base import Operator
 from .priors.base import Denoiser
 from .solvers.common import Callback, counting
@@ -33,6 +34,7 @@ def restore(
     callback: Callback | None = None,
     return_info: bool = False,
     task: str | Task | None = None,
+    defaults: str = "paper",
     **solver_options_,
 ):
     """Restore ``x`` from ``y = A x + sigma_y n`` with a diffusion prior.
@@ -50,11 +52,15 @@ def restore(
             ``None`` uses the solver's published default.
         seed: image i of the batch uses seed ``seed + i``; ``None`` is non-deterministic.
         callback: ``callback(info)`` after every step (``step, steps, sigma, x, x0, nfe``).
-        return_info: also return ``{"nfe", "steps", "solver", "time_s", "seed", "sigma_y", "options"}``.
+        return_info: also return ``{"nfe", "steps", "solver", "time_s", "seed", "sigma_y", "options",
+            "defaults"}`` (``defaults``: ``"tuned"`` or ``"paper"``, the source actually used).
         task: a :class:`~pnp_restore.tasks.Task` (or its name, e.g. ``"inpainting"``) to use the
             paper's per-task hyper-parameters
             (:func:`pnp_restore.solvers.task_defaults`, e.g. DPS's zeta); explicit
             ``steps`` and options win over them.
+        defaults: ``"paper"`` (the published per-task values above) or ``"tuned"``: the prior's
+            tuned settings for (``solver``, ``task``) (:mod:`pnp_restore.tuned`; steps, options and
+            noise schedule found by ``pnp-restore bench tune``) where it has them, else the paper's.
         **solver_options_: the solver's hyper-parameters (e.g. ``eta`` for ddrm, ``zeta`` for dps),
             checked by :func:`pnp_restore.solvers.validate_options`.
 
@@ -70,9 +76,12 @@ def restore(
             or lacks an SVD the solver needs.
     """
     spec = solvers.spec(solver)
-    published = solvers.task_defaults(solver, task)
-    task_steps = published.pop("steps", None)
-    options = solvers.validate_options(solver, {**published, **solver_options_})
+    if defaults not in tuned.DEFAULTS:
+        raise ConfigError(f"defaults must be one of {', '.join(tuned.DEFAULTS)}; got {defaults!r}")
+    found = tuned.entry(prior, solver, task) if defaults == "tuned" else None
+    base = tuned.settings(found, steps) if found is not None else solvers.task_defaults(solver, task)
+    task_steps = base.pop("steps", None)
+    options = solvers.validate_options(solver, {**base, **solver_options_})
     if steps is None:
         steps = spec.default_steps if task_steps is None else task_steps
     args = solvers.validate_args(solver, sigma_y=sigma_y, steps=steps, seed=seed, callback=callback)
@@ -89,7 +98,11 @@ def restore(
         "seed": seed,
         "sigma_y": args["sigma_y"],
         "options": options,
+        "defaults": "tuned" if found is not None else "paper",
     }
+    if found is not None and "sigmas" not in solver_options_:  # the tuned schedule: its parameters, not the list
+        info["options"] = {k: v for k, v in options.items() if k != "sigmas"}
+        info["schedule"] = found.get("schedule")
     return x, info
 
 

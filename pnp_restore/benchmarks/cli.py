@@ -74,6 +74,49 @@ def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, 
     click.echo(f"{len(rows)} new rows in {shard_path(out)}", err=True)
 
 
+@bench.command("tune")
+@click.option("--solver", required=True, help="Solver to tune (ddrm, ddnm, diffpir, dps, pnp_admm).")
+@click.option("--tasks", required=True, help="Comma-separated task ids scored together, e.g. box_inpaint_center@0,random_inpaint_70@0.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of TRAINING images (a folder under test/ is refused).")
+@click.option("--prior", default="builtin", show_default=True, help="Prior source for pnp_restore.priors.load.")
+@click.option("--storage", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite file of the study: created, or continued when it exists (an interrupted run loses no trial).")
+@click.option("--trials", type=click.IntRange(min=1), default=40, show_default=True, help="Finished trials wanted in all.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Solver steps (fixed).")
+@click.option("--images", type=click.IntRange(min=1), default=8, show_default=True, help="First N images of --data.")
+@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True, help="Centre-crop size, pixels.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="MANIFEST.tsv to verify the images against.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler and the solvers.")
+@click.option("--write", "table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Store the best trial in this tuned-defaults table (e.g. pnp_restore/priors/weights/tuned.json).")
+@click.option("--task", "table_task", default=None, help="The task the stored entry serves [default: the task of --tasks].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def tune_cmd(solver, tasks, data, prior, storage, trials, steps, images, size, manifest, seed, table, table_task, quiet) -> None:
+    """Tune a solver's schedule and options on training images (optuna TPE; resumable)."""
+    import shlex
+
+    from ..errors import ConfigError
+    from . import protocols
+    from .tune import best_entry, tune, write_entry
+
+    study = tune(solver, _csv(tasks), data, prior=prior, storage=storage, trials=trials, steps=steps, images=images,
+                 size=size, manifest=manifest, seed=seed, progress=not quiet)
+    command = ["pnp-restore", "bench", "tune", "--solver", solver, "--tasks", tasks, "--data", str(data), "--prior", prior,
+               "--storage", str(storage), "--trials", str(trials), "--steps", str(steps), "--images", str(images),
+               "--size", str(size), "--seed", str(seed)]
+    entry = best_entry(study, shlex.join(command))
+    click.echo(f"best of {entry['trials']} trials: {entry['psnr']:.2f} dB, {entry['time_s_per_image']:.2f} s/image, "
+               f"options {entry['options']}, schedule {entry['schedule']}")
+    if table is not None:
+        kinds = {protocols.get(t).task for t in _csv(tasks)}
+        if table_task is None and len(kinds) != 1:
+            raise ConfigError("--tasks mixes several tasks; say which one the entry serves with --task")
+        path = write_entry(table, table_task or kinds.pop(), solver, entry)
+        click.echo(f"wrote {path}")
+
+
 @bench.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True)

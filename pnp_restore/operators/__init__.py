@@ -1,4 +1,5 @@
-"""Degradation operators (the physics): forward models, linear ones with adjoint, pseudo-inverse, prox, SVD."""
+"""Degradation operators (the physics): forward models, linear ones with adjoint, pseudo-inverse, prox, SVD,
+and nonlinear ones (phase retrieval, JPEG, HDR, quantisation, learned blur); see docs/operators.md."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from .base import DecomposableOperator, DenseSVDOperator, FunctionOperator, Line
 from .blur import Blur
 from .cg import CGConfig, conjugate_gradient
 from .compose import Composition
+from .dynamic_range import HDR, Quantization, smooth_round
 from .inpainting import Inpainting
+from .jpeg import JPEG, jpeg_operator_from_file
 from .kernels import gaussian_kernel, motion_kernel
 from .masks import box_mask, mask_from_image, random_mask
 from .noise import GaussianNoise
+from .nonlinear_blur import NonlinearBlur
+from .phase import PhaseRetrieval
 from .separable import SeparableOperator
 from .simple import Colorization, Denoising
 from .superres import BlurDownsample, SuperResolution
@@ -21,6 +26,7 @@ __all__ = [
     "CGConfig", "conjugate_gradient",
     "Inpainting", "SuperResolution", "SeparableOperator", "Blur", "BlurDownsample",
     "Denoising", "Colorization", "Composition", "GaussianNoise",
+    "PhaseRetrieval", "JPEG", "jpeg_operator_from_file", "HDR", "Quantization", "NonlinearBlur", "smooth_round",
     "box_mask", "random_mask", "mask_from_image", "gaussian_kernel", "motion_kernel",
     "get", "NAMES", "TASK_OPERATORS",
 ]  # fmt: skip
@@ -47,6 +53,12 @@ _REGISTRY = {
     "motion": _motion,  # size, intensity, seed, padding (or kernel=..., e.g. per-sample (B, k, k))
     "denoising": Denoising,
     "colorization": Colorization,
+    # nonlinear
+    "phase_retrieval": PhaseRetrieval,  # oversample
+    "jpeg": JPEG,  # quality, subsampling, rounding (or luma_table=, chroma_table=)
+    "hdr": HDR,  # scale
+    "quantization": Quantization,  # bits, rounding
+    "nonlinear_blur": NonlinearBlur,  # network=, latent=, seed (no built-in weights: raises without network)
 }
 NAMES = tuple(_REGISTRY)
 
@@ -58,17 +70,24 @@ TASK_OPERATORS: dict[Task, str] = {
     Task.MOTION_DEBLUR: "motion",
     Task.DENOISING: "denoising",
     Task.COLORIZATION: "colorization",
+    Task.PHASE_RETRIEVAL: "phase_retrieval",
+    Task.JPEG: "jpeg",
+    Task.HDR: "hdr",
+    Task.QUANTIZATION: "quantization",
+    Task.NONLINEAR_DEBLUR: "nonlinear_blur",
 }
 
 
-def get(name: str | Task, **kwargs) -> LinearOperator:
+def get(name: str | Task, **kwargs) -> Operator:
     """Build an operator by name or :class:`~pnp_restore.tasks.Task`, for the CLI and benchmarks.
 
     ``"inpainting"`` (``mask=`` or :func:`box_mask` arguments), ``"sr"`` /
     ``"super_resolution"`` (:class:`SuperResolution`), ``"blur"`` / ``"gaussian_deblur"``
     (Gaussian, :func:`gaussian_kernel` arguments or ``kernel=``, and ``padding``),
     ``"motion"`` / ``"motion_deblur"`` (:func:`motion_kernel` arguments or ``kernel=``, and ``padding``),
-    ``"denoising"``, ``"colorization"``.
+    ``"denoising"``, ``"colorization"``; nonlinear: ``"phase_retrieval"`` (:class:`PhaseRetrieval`),
+    ``"jpeg"`` (:class:`JPEG`), ``"hdr"`` (:class:`HDR`), ``"quantization"`` (:class:`Quantization`),
+    ``"nonlinear_blur"`` / ``"nonlinear_deblur"`` (:class:`NonlinearBlur`, needs ``network=``).
     """
     key = TASK_OPERATORS.get(name, name)
     if key not in _REGISTRY:

@@ -21,6 +21,7 @@ import torch
 
 from ..data import file_sha256
 from ..errors import CheckpointError
+from ..tuned import read_table
 from .builtin_net import EDMDenoiser, UNet, UNetConfig
 from .checkpoints import check_placement, load_module, read_state_dict
 from .edm import EDMPrior
@@ -39,7 +40,12 @@ class BuiltinPrior(EDMPrior):
     Args:
         net: an :class:`EDMDenoiser` (trained weights, usually from :func:`load_builtin`).
         info: the JSON metadata it was loaded with (training summary, sha256), kept for reference.
+
+    Attributes:
+        tuned: the tuned-defaults table of :mod:`pnp_restore.tuned` (``tuned.json`` beside the weights; {} if none).
     """
+
+    tuned: dict = {}
 
     def __init__(self, net: EDMDenoiser, info: dict | None = None) -> None:
         cfg = net.cfg
@@ -115,7 +121,9 @@ def load_builtin(path: str | Path | None = None, device=None, dtype=None) -> Bui
     cfg = UNetConfig.from_dict(meta.get("config", {}))
     net = load_module(lambda: EDMDenoiser(cfg), read_state_dict(weights), f"{weights} (architecture of {cfg_path.name})",
                       hint="re-export it with save_pretrained")
-    return BuiltinPrior(net, meta).to(device=device, dtype=dtype)
+    prior = BuiltinPrior(net, meta).to(device=device, dtype=dtype)
+    prior.tuned = read_table(folder)  # tuned defaults per (task, solver), pnp_restore.tuned
+    return prior
 
 
 __all__ = ["BuiltinPrior", "EDMDenoiser", "UNet", "UNetConfig", "file_sha256", "load_builtin", "save_weights"]

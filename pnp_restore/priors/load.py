@@ -40,34 +40,57 @@ def _load_file(path: Path, arch: str | dict[str, Any] | None, options: dict[str,
     return load_adm(path, arch, **options)
 
 
-def _build(source: str | os.PathLike, arch: str | dict[str, Any] | None, options: dict[str, Any]) -> Prior:
+def _hub(hub_id: str, options: dict[str, Any], offline: bool | None, half: bool) -> Prior:
+    """A hub id (a registry entry's, an alias, or any other): cached, else downloaded; latent or pixel by its files."""
+    from .download import hub_snapshot
+
+    name = registry.entry_of_hub_id(hub_id)
+    if name is not None and registry.hub_folder(hub_id) is None:
+        hub_id = registry.ENTRIES[name]["hub_id"]  # an alias not cached locally: fetch the entry's current id
+    if name is not None and registry.ENTRIES[name]["format"] == "latent-vq":
+        raise ConfigError(f"{hub_id} ({name}) has a VQModel autoencoder, which is not supported yet; use sd15 or sd21-base")
+    return _folder(hub_snapshot(hub_id, offline=offline, half=half), options)
+
+
+def _folder(path: Path, options: dict[str, Any]) -> Prior:
+    """A diffusers folder: a latent pipeline (with a VAE) or a pixel UNet2DModel one."""
+    from .latent import is_latent_pipeline
+
+    if is_latent_pipeline(path):
+        from .latent import load_latent
+
+        return load_latent(path, **options)
+    from .diffusers import load_diffusers
+
+    return load_diffusers(path, **options)
+
+
+def _build(source: str | os.PathLike, arch: str | dict[str, Any] | None, options: dict[str, Any],
+           offline: bool | None = None, half: bool = False) -> Prior:
     if isinstance(source, str) and source in registry.ENTRIES:
         entry = registry.ENTRIES[source]
-        if entry["format"] == "diffusers":
-            from .diffusers import load_diffusers
-
-            return load_diffusers(entry["hub_id"], **options)
+        if "hub_id" in entry:
+            local = registry.location(source)
+            return _folder(local, options) if local is not None else _hub(entry["hub_id"], options, offline, half)
         path = registry.weights_dir() / entry["filename"]
         if not path.is_file():
-            raise CheckpointError(
-                f"prior {source!r} is not installed: download {entry['url']} and save it as {path} "
-                f"(or set {registry.HOME_ENV} to the folder that holds {entry['filename']})"
-            )
+            manual = f"download {entry['url']} and save it as {path} (or set {registry.HOME_ENV} to the folder that holds {entry['filename']})"
+            if not entry.get("download"):
+                raise CheckpointError(f"prior {source!r} is not installed: {manual}")
+            from .download import fetch_file
+
+            fetch_file(entry["download"], path, entry.get("sha256"), offline=offline, manual=manual)
         return _load_file(path, arch or entry.get("arch", source), options)
     path = Path(source).expanduser()
     if path.is_dir():
-        from .diffusers import load_diffusers
-
-        return load_diffusers(path, **options)
+        return _folder(path, options)
     if path.is_file():
         return _load_file(path, arch, options)
     text = str(source)
     if path.suffix in WEIGHT_SUFFIXES or text.startswith((".", "/", "~")):
         raise CheckpointError(f"checkpoint {text} does not exist; check the path")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
-        from .diffusers import load_diffusers
-
-        return load_diffusers(text, **options)
+        return _hub(text, options, offline, half)
     raise ConfigError(
         f"unknown prior {text!r}; use one of {', '.join(registry.names())}, a .pt/.safetensors file, "
         "a diffusers folder or a Hugging Face hub id"
@@ -84,14 +107,19 @@ def load(
     pad: str | None = "reflect",
     tile: int | None = None,
     tile_overlap: int = 32,
+    offline: bool | None = None,
     **options: Any,
 ) -> Prior:
     """Load a pretrained prior.
 
     Args:
-        source: ``"builtin"``, a preset name (see :func:`available`), a Hugging Face hub id
-            (from the local cache only), a diffusers folder, or a ``.pt/.pth/.bin/.safetensors``
+        source: ``"builtin"``, a preset name (see :func:`available`), a Hugging Face hub id,
+            a diffusers folder (pixel ``UNet2DModel`` pipelines, or Stable Diffusion-type latent
+            pipelines, told apart by the VAE in ``model_index.json``: those give a
+            :class:`~pnp_restore.priors.latent.LatentPrior`), or a ``.pt/.pth/.bin/.safetensors``
             file (guided-diffusion ADM state dicts, or an EDM network with a JSON config).
+            A preset or hub id that is not installed is downloaded (with a progress bar) unless
+            offline: see :mod:`pnp_restore.priors.download`.
         arch: for files: an ADM preset name, a dict of guided-diffusion flags, a dict / JSON
             path ``{"format": "edm", "class": "module:Class", "kwargs": {...}}`` whose class is in
             :data:`pnp_restore.priors.edm.ARCHITECTURES` (a config never imports code). Defaults
@@ -100,8 +128,12 @@ def load(
             float16/bfloat16 are meant for GPUs). Inputs of any float dtype are accepted.
         channels_last: store the network's weights in channels-last memory format.
         pad: padding mode (``F.pad``) used to reach the network's size multiple; ``None`` disables.
-        tile, tile_overlap: denoise in overlapping tiles of ``tile`` pixels (see :class:`TiledPrior`).
-        **options: passed to the prior (e.g. ``clip``, ``respacing``, ``quantize`` for DDPM priors);
+        tile, tile_overlap: denoise in overlapping tiles of ``tile`` pixels (see :class:`TiledPrior`;
+            latent pixels for latent priors).
+        offline: never download (also when ``HF_HUB_OFFLINE=1``): a prior that is not installed
+            fails at once with one line saying what to fetch.
+        **options: passed to the prior (e.g. ``clip``, ``respacing``, ``quantize`` for DDPM priors;
+            ``prompt``, ``guidance``, ``negative_prompt``, ``vae_tiling`` for latent priors);
             one it does not take is a :class:`ConfigError` (the built-in prior takes none).
 
     Raises:
@@ -122,7 +154,7 @@ def load(
         prior = load_builtin(device=device, dtype=dtype)
     else:
         try:
-            prior = _build(source, arch, options)
+            prior = _build(source, arch, options, offline, dtype in (torch.float16, torch.bfloat16))
         except TypeError as e:  # an option the prior class does not take
             if "keyword argument" not in str(e):
                 raise

