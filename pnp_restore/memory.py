@@ -210,6 +210,7 @@ def plan_tile(
     batch: int = 1,
     solved: int | None = None,
     tile: int | None = None,
+    device: Any = "cpu",
 ) -> int | None:
     """The network's tile side for this run: ``tile`` if given, else None (whole) or the largest that fits.
 
@@ -222,6 +223,7 @@ def plan_tile(
         batch: images restored together.
         solved: pixels of the largest sub-problem (default the whole image).
         tile: the user's ``--tile`` (0/None: choose).
+        device: where it runs (for the advice).
 
     Raises:
         ConfigError: even :data:`MIN_TILE` tiles do not fit; the line says what to do.
@@ -233,27 +235,30 @@ def plan_tile(
         candidates = [tile]
     else:
         whole = [None] if solved <= FAST_TILE**2 else []
-        top = min(FAST_TILE, TILE_STEP * math.ceil(math.sqrt(solved) / TILE_STEP))
-        candidates = [*whole, *range(top, MIN_TILE - 1, -TILE_STEP)]
+        top = min(FAST_TILE, TILE_STEP * (math.ceil(math.sqrt(solved) / TILE_STEP) - 1))
+        candidates = [*whole, *range(top, MIN_TILE - 1, -TILE_STEP)] or [None]
     for t in candidates:
         if budget is None or model.peak(image, batch, solved, t) <= budget:
             return t
     need = model.peak(image, batch, solved, candidates[-1])
     raise ConfigError(
         f"restoring {batch} image(s) of {w}x{h} at once needs about {need / 2**30:.1f} GiB of memory "
-        f"but {available / 2**30:.1f} GiB are available; {advice(batch, tile, minimal=candidates[-1])}"
+        f"but {available / 2**30:.1f} GiB are available; {advice(batch, candidates[-1] or MIN_TILE, device)}"
     )
 
 
-def advice(batch: int, tile: int | None, *, minimal: int | None = MIN_TILE) -> str:
-    """What to try when a run does not fit: the first of a smaller batch, smaller tiles, a smaller image."""
+def advice(batch: int, tile: int | None, device: Any = "cpu") -> str:
+    """What to try when a run with ``batch`` images and network tiles ``tile`` (None: whole) does not fit.
+
+    The first that applies: a batch of one, smaller tiles, then a smaller image (or the CPU, whose
+    memory is usually larger than a GPU's).
+    """
     if batch > 1:
-        return f"use --batch-size 1{'' if tile else f' and --tile {max(MIN_TILE, 256)}'}"
-    if tile is not None and tile > MIN_TILE:
-        return f"use a smaller --tile (down to {MIN_TILE})"
-    if not tile and minimal is None:
-        return "use --tile 256"
-    return "the image is too large for this machine even tiled; downscale it, crop it, or use --device cpu on a machine with more memory"
+        return "use --batch-size 1" + ("" if tile else " and --tile 256")
+    if tile is None or tile > MIN_TILE:
+        return f"use --tile {MIN_TILE if tile and tile <= 256 else 256}"
+    gpu = str(device).split(":")[0] not in ("cpu", "auto")
+    return "downscale or crop the image" + (", or use --device cpu" if gpu else ", or use a machine with more memory")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -270,12 +275,10 @@ def out_of_memory_error(err: BaseException, *, image: tuple[int, int], batch: in
                         device: Any = "cpu") -> ConfigError:
     """The one-line :class:`ConfigError` for an allocator failure ``err`` while restoring ``image`` (H, W)."""
     h, w = image
-    on_gpu = str(device) not in ("cpu",) and not str(device).startswith("cpu")
-    extra = "; or --device cpu" if on_gpu else ""
-    return ConfigError(
-        f"ran out of memory restoring {batch} image(s) of {w}x{h}"
-        f"{f' in {tile}x{tile} tiles' if tile else ''}; {advice(batch, tile)}{extra}"
-    )
+    where = f" in {tile}x{tile} tiles" if tile else ""
+    first = " ".join(str(err).split())[:80]
+    return ConfigError(f"ran out of memory restoring {batch} image(s) of {w}x{h}{where} ({first}); "
+                       f"{advice(batch, tile, device)}")
 
 
 __all__ = [

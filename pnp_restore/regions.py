@@ -126,37 +126,39 @@ def missing_pixels(mask: Tensor) -> Tensor:
 
 def restore_regions(
     y: Tensor,
-    missing: Tensor,
+    missing: Tensor | None,
     restore_fn: Callable[[Tensor, Box, int], Tensor],
     *,
     margin: int,
     regions: Sequence[Box] | None = None,
-    on_region: Callable[[int, Box, Tensor], None] | None = None,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Restore ``y`` region by region: ``restore_fn(y[..., box], box, k)`` for region ``k``, pasted into ``y``.
 
     Args:
         y: (B, C, H, W) measurement on [0, 1]; its pixels outside the regions are the result there.
-        missing: (H, W) bool, True where a pixel is not (fully) observed (:func:`missing_pixels`).
+        missing: (H, W) bool, True where a pixel is not (fully) observed (:func:`missing_pixels`);
+            may be None when ``regions`` is given.
         restore_fn: ``(y_crop (B, C, h, w), box, k) -> x_crop (B, C, h, w)``: restores one region
             (its operator is the original one cropped to ``box``).
         margin: context pixels around each hole (:func:`default_margin`).
-        regions: the boxes (default :func:`hole_regions` of ``missing``).
-        on_region: ``on_region(k, box, out)`` after region ``k`` is pasted into ``out`` (progress).
+        regions: the boxes (default :func:`hole_regions` of ``missing`` and ``margin``).
+        out: the (B, C, H, W) result buffer, holding ``y`` outside the regions (default a copy of ``y``).
 
     Returns:
-        (B, C, H, W): ``y`` with every region replaced by its restoration.
+        (B, C, H, W): ``y`` with every region replaced by its restoration (``out`` when given).
     """
-    if y.dim() != 4 or tuple(missing.shape) != tuple(y.shape[-2:]):
-        raise ShapeError(f"y must be (B, C, H, W) and missing (H, W) of the same size; got {tuple(y.shape)} "
-                         f"and {tuple(missing.shape)}")
-    boxes = hole_regions(missing, margin) if regions is None else list(regions)
-    out = y.clone()
-    for k, box in enumerate(boxes):
+    if y.dim() != 4 or (missing is not None and tuple(missing.shape) != tuple(y.shape[-2:])):
+        got = None if missing is None else tuple(missing.shape)
+        raise ShapeError(f"y must be (B, C, H, W) and missing (H, W) of the same size; got {tuple(y.shape)} and {got}")
+    if regions is None:
+        if missing is None:
+            raise ShapeError("restore_regions needs the missing pixels or the regions")
+        regions = hole_regions(missing, margin)
+    out = y.clone() if out is None else out
+    for k, box in enumerate(regions):
         rows, cols = box.slices
         out[..., rows, cols] = restore_fn(y[..., rows, cols], box, k)
-        if on_region is not None:
-            on_region(k, box, out)
     return out
 
 

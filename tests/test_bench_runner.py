@@ -405,3 +405,22 @@ def test_rows_without_sha256_still_count_as_done(folder, tmp_path):
     out.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "sha256"}) + "\n" for r in rows))
     assert _run(folder, out) == []
     assert len(load_rows([out])) == len(rows)
+
+
+def test_tuned_defaults_are_used_recorded_and_resumed(folder, tmp_path):
+    """defaults="tuned": a prior's tuned entry sets the solver's options and schedule; rows record what was asked
+    and what was used (the papers' values where the prior has no entry, None for baselines); a resumed run skips
+    them, and the paper run of the same work is separate work."""
+    prior = BlurPrior()
+    prior.tuned = {"entries": {"inpainting": {"ddnm": {"steps": 3, "options": {"eta": 0.2},
+                                                       "schedule": {"kind": "karras", "sigma_max": 0.9, "sigma_min": 0.02, "rho": 2.0}}}}}
+    out = tmp_path / "t.jsonl"
+    rows = _run(folder, out, priors=prior, defaults="tuned")
+    ddnm = {r["task"]: r for r in rows if r["solver"] == "ddnm" and r["image"] == "a"}
+    assert ddnm["random_inpaint_70@0"]["defaults_used"] == "tuned" and ddnm["random_inpaint_70@0"]["solver_options"] == {"eta": 0.2}
+    assert ddnm["random_inpaint_70@0"]["schedule"]["rho"] == 2.0
+    assert ddnm["sr4_bicubic@0.05"]["defaults"] == "tuned" and ddnm["sr4_bicubic@0.05"]["defaults_used"] == "paper"
+    assert all(r["defaults"] is None for r in rows if r["solver"] == "pinv")
+    assert _run(folder, out, priors=prior, defaults="tuned") == []
+    paper = _run(folder, out, priors=prior, solvers=["ddnm"])
+    assert len(paper) == 4 and all(r["defaults_used"] == "paper" for r in paper)

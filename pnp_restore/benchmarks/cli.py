@@ -51,9 +51,11 @@ def bench() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.jsonl"), show_default=True,
               help="JSON-lines results file; re-running skips the rows it already holds.")  # fmt: skip
 @click.option("--save-images", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for small PNGs used by the report.")
+@click.option("--defaults", type=click.Choice(["paper", "tuned"]), default="paper", show_default=True,
+              help="Solver defaults: the papers' per-task values, or each prior's tuned ones (pnp-restore bench tune).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, steps, seeds, batch_size, device, dtype,
-            metrics, out, save_images, quiet) -> None:  # fmt: skip
+            metrics, out, save_images, defaults, quiet) -> None:  # fmt: skip
     """Run a benchmark and stream rows to --out (resumable; shard with torchrun)."""
     import torch
 
@@ -69,7 +71,7 @@ def run_cmd(preset, tasks, solvers, priors, data, manifest, images, size, crop, 
     rows = run(
         data=list(data), manifest=manifest, batch_size=batch_size, device=device,
         dtype=getattr(torch, dtype), metrics=_csv(metrics), out=out, save_images=save_images,
-        progress=not quiet, **kw,
+        progress=not quiet, defaults=defaults, **kw,
     )  # fmt: skip
     click.echo(f"{len(rows)} new rows in {shard_path(out)}", err=True)
 

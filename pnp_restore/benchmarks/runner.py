@@ -60,20 +60,24 @@ class ResultsFileError(PnPRestoreError, OSError):
     """A results file cannot be locked or written (another run holds it, the disk is full...)."""
 
 
-def work_key(dataset, image, sha256, solver, prior, seed, steps, protocol: dict, dtype: str, options) -> tuple:
+def work_key(dataset, image, sha256, solver, prior, seed, steps, protocol: dict, dtype: str, options,
+             defaults: str = "paper") -> tuple:  # fmt: skip
     """Identity of a unit of work: what a resumed run compares against :func:`row_key`.
 
     ``protocol`` is the dict of every protocol field (task, noise level, size, crop, ...);
-    ``sha256`` the image file's (None for rows written before it was recorded).
+    ``sha256`` the image file's (None for rows written before it was recorded); ``defaults``
+    the source of the solver's defaults (``paper`` or ``tuned``, :mod:`pnp_restore.tuned`).
     """
     return (dataset, image, sha256, solver, prior, seed, steps, json.dumps(protocol, sort_keys=True), dtype,
-            json.dumps(options or {}, sort_keys=True))  # fmt: skip
+            json.dumps(options or {}, sort_keys=True), defaults)  # fmt: skip
 
 
 def row_key(row: dict) -> tuple:
-    """Identity of a row: (dataset, image, image sha256, solver, prior, seed, steps, protocol fields, dtype, options)."""
+    """Identity of a row: (dataset, image, image sha256, solver, prior, seed, steps, protocol fields, dtype, options,
+    defaults; rows without it ran with the papers' defaults)."""
     return work_key(row["dataset"], row["image"], row.get("sha256"), row["solver"], row["prior"], row["seed"],
-                    row.get("steps"), row["protocol"], row.get("dtype", "float32"), row.get("options"))  # fmt: skip
+                    row.get("steps"), row["protocol"], row.get("dtype", "float32"), row.get("options"),
+                    row.get("defaults") or "paper")  # fmt: skip
 
 
 def keyed_rows(path: str | Path, repair: bool = False) -> dict[tuple, dict]:
@@ -239,8 +243,10 @@ def _registry_solver(name: str) -> SolverFn:
 
     def call(y, operator, prior, **kw):
         x, info = restore(y, operator, prior, solver=name, return_info=True, **kw)
-        return x, {"nfe": info.get("nfe"), "options": info.get("options")}
+        return x, {"nfe": info.get("nfe"), "options": info.get("options"), "defaults": info.get("defaults"),
+                   "schedule": info.get("schedule")}
 
+    call.takes_defaults = True  # restore's defaults= (paper / tuned); see _run_batch
     return call
 
 
@@ -360,6 +366,7 @@ def run(
     world_size: int | None = None,
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
+    defaults: str = "paper",
 ) -> list[dict]:
     """Run a benchmark and append its rows to ``out``; return the rows written by this call.
 
@@ -387,6 +394,10 @@ def run(
         save_images: folder for small PNGs (ground truth, measurement, restorations) for the report.
         rank, world_size: shard of the work (default from torchrun's env variables).
         on_row: called with each row after it is written.
+        defaults: ``"paper"`` (the published per-task settings; what the paper protocols use) or
+            ``"tuned"``: each prior's tuned settings (:mod:`pnp_restore.tuned`) where it has them.
+            Rows record it (``defaults``; None for baselines), the source actually used (``defaults_used``:
+            ``paper`` where a prior has no tuned entry) and a tuned schedule (``schedule``).
     """
     from tqdm import tqdm
 
@@ -439,14 +450,16 @@ def run(
             fields = proto.fields()
 
             def is_done(im, sha) -> bool:
-                return work_key(im.dataset, im.name, sha, name, prior_name, seed, n_steps, fields, dtype_name, options) in results.done
+                key = work_key(im.dataset, im.name, sha, name, prior_name, seed, n_steps, fields, dtype_name, options,
+                               defaults if getattr(fn, "takes_defaults", False) else "paper")  # fmt: skip
+                return key in results.done
 
             todo = [im for im in chunk if not (is_done(im, im.sha256) or is_done(im, None))]  # None: rows before sha256
             bar.update(len(chunk) - len(todo))
             for batch in _chunks(todo, batch_size):
                 rows = _run_batch(
                     batch, proto, name, fn, prior_name, prior, seed, device, dtype, metric_names,
-                    n_steps, options, save_images, out.parent,
+                    n_steps, options, save_images, out.parent, defaults,
                 )  # fmt: skip
                 for row in rows:
                     results.append(row)
@@ -508,7 +521,8 @@ def _metric_names(metrics: Iterable[str] | None) -> list[str]:
     return names
 
 
-def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, metric_names, steps, options, save, out_dir):
+def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, metric_names, steps, options, save, out_dir,
+               defaults="paper"):  # fmt: skip
     keys = [im.key for im in batch]
     x = torch.cat([im.x for im in batch]).to(device=device, dtype=dtype)
     operator, y = proto.degrade(x, keys)
@@ -517,14 +531,19 @@ def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, m
     kw = dict(sigma_y=proto.sigma_y, seed=solver_seed, task=proto.paper_task, **options)
     if steps is not None:
         kw["steps"] = steps
+    takes_defaults = getattr(fn, "takes_defaults", False)
+    if takes_defaults:
+        kw["defaults"] = defaults
     _metrics.reset_peak_memory(device)
-    error, nfe, used = None, None, options
+    error, nfe, used, schedule = None, None, options, None
+    source = defaults if takes_defaults else None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     try:
         xh, info = fn(y, operator, prior, **kw)
         nfe, used = info.get("nfe"), info.get("options") or options
+        source, schedule = info.get("defaults", source), info.get("schedule")
     except PnPRestoreError as e:  # e.g. DDRM on an operator without SVD: record, do not stop the run
         xh, error = None, f"{type(e).__name__}: {e}"
     if device.type == "cuda":
@@ -541,7 +560,9 @@ def _run_batch(batch, proto, name, fn, prior_name, prior, seed, device, dtype, m
         row = {
             "dataset": im.dataset, "image": im.name, "sha256": im.sha256, "index": im.index, "task": proto.id,
             "solver": name, "prior": prior_name, "seed": seed, "solver_seed": solver_seed + i,
-            "steps": steps, "options": options, "solver_options": used, "nfe": nfe, "time_s": elapsed, "peak_mem_mb": peak,
+            "steps": steps, "options": options, "solver_options": used,
+            "defaults": defaults if takes_defaults else None, "defaults_used": source, "schedule": schedule,
+            "nfe": nfe, "time_s": elapsed, "peak_mem_mb": peak,
             "batch_size": len(batch), "device": device.type, "dtype": _dtype_name(dtype),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "protocol": proto.fields(), "error": error, "finished": time.time(),

@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Hashable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from .settings import Common
-
-#: rough peak memory per pixel of the restored image, measured with the built-in prior on
-#: a CPU in float32 (256^2 and 512^2 pixels, DDRM): the network's activations take about
-#: 2.5 kB per pixel it denoises at once (a whole image, or one --tile x --tile tile), the
-#: solver's state about 0.25 kB per image pixel.
-NET_BYTES_PER_PIXEL = 2600
-SOLVER_BYTES_PER_PIXEL = 256
-
 
 @dataclasses.dataclass(frozen=True)
 class Item:
@@ -99,28 +92,156 @@ def available_memory(device: Any) -> int | None:
         return None
 
 
-def check_memory(batches: dict[tuple[int, ...], int], common: Common, available: int | None) -> None:
-    """Refuse, before allocating, a run whose largest batch does not fit in memory.
+def check_memory(batches: dict[tuple[int, ...], int], common: Common, available: int | None,
+                 operators: dict[tuple[int, int], Any] | None = None) -> dict[tuple[int, ...], int | None]:
+    """Refuse, before allocating, a run whose largest batch does not fit even in tiles; plan the tiles.
+
+    Uses the built-in prior's measured model (:data:`pnp_restore.memory.DEFAULT_MODEL`; the network's
+    share halved for 16-bit dtypes): the prior is not loaded yet. :func:`restore_planned` plans
+    again with the loaded prior's own calibration.
 
     Args:
         batches: the shape (B, C, H, W) of the restored images -> the largest batch of that shape.
         available: bytes available on the device (:func:`available_memory`; None: unknown, no check).
+        operators: (H, W) -> operator: an inpainting operator's holes make the solver work on regions
+            only (:mod:`pnp_restore.regions`).
+
+    Returns:
+        shape -> the network's tile side (None: whole images); ``{}`` when ``available`` is None.
+
+    Raises:
+        ConfigError: even the smallest tiles do not fit; one line says what to do.
     """
+    from ..memory import DEFAULT_MODEL, plan_tile
+
     if available is None:
-        return
+        return {}
     half = 2 if common.dtype in ("float16", "bfloat16") else 1
-    for (_, _, h, w), batch in batches.items():
-        pixels = h * w
-        at_once = min(pixels, common.tile**2) if common.tile else pixels
-        need = batch * (pixels * SOLVER_BYTES_PER_PIXEL + at_once * NET_BYTES_PER_PIXEL // half)
-        if need > available:
-            tiled = common.tile and common.tile <= 256 and batch == 1
-            advice = ("the image is too large for this machine even tiled; downscale it or use a machine with more memory"
-                      if tiled else "use --tile 256 and --batch-size 1")
-            raise ConfigError(
-                f"restoring {batch} image(s) of {w}x{h} at once needs about {need / 2**30:.1f} GiB of memory "
-                f"but {available / 2**30:.1f} GiB are available; {advice}"
-            )
+    model = dataclasses.replace(DEFAULT_MODEL, net_bytes=DEFAULT_MODEL.net_bytes / half)
+    plans = {}
+    for shape, batch in batches.items():
+        h, w = shape[-2:]
+        operator = (operators or {}).get((h, w))
+        regions = solve_regions(operator) if operator is not None else None
+        solved = max((r.area for r in regions), default=0) if regions is not None else None
+        plans[shape] = plan_tile(model, (h, w), available, batch=batch, solved=solved, tile=common.tile or None,
+                                 device=common.device)
+    return plans
+
+
+_REGIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def solve_regions(operator: Any, margin: int | None = None) -> list | None:
+    """The regions (:class:`pnp_restore.regions.Box`) the solver restores for an inpainting ``operator``
+    (cached per operator); None for other operators (the whole image)."""
+    from ..operators import Inpainting
+    from ..regions import default_margin, hole_regions, missing_pixels
+
+    if not isinstance(operator, Inpainting):
+        return None
+    margin = default_margin() if margin is None else margin
+    cached = _REGIONS.get(operator)
+    if cached is None or cached[0] != margin:
+        cached = _REGIONS[operator] = (margin, hole_regions(missing_pixels(operator.mask), margin))
+    return cached[1]
+
+
+def restore_planned(y: Any, operator: Any, prior: Any, *, callback: Callable[[dict], None] | None = None,
+                    seed: int | None = None, solver: str = "ddrm", available: int | None | bool = True,
+                    restore: Callable[..., tuple[Any, dict]] | None = None, **kwargs: Any) -> tuple[Any, dict]:
+    """:func:`pnp_restore.restore` (returning ``(x, info)``) sized to the machine.
+
+    An inpainting problem is solved region by region (:func:`pnp_restore.regions.restore_regions`:
+    only the holes and their context; kept pixels outside stay exact); the network runs in tiles
+    when the largest (sub-)problem does not fit in memory whole or is faster tiled
+    (:func:`pnp_restore.memory.plan_tile`, with the prior's own calibration); a prior the user
+    tiled (``--tile``) is used as it is. The callback sees one step per solver step of every
+    region, with ``steps`` the total over the regions (a progress bar knows its length from the
+    first call) and ``x0`` the whole image as restored so far. An allocator failure becomes one
+    :class:`~pnp_restore.errors.ConfigError` line.
+
+    Args:
+        y: (B, C, H, W) measurement on [0, 1].
+        available: bytes free on the device; True: :func:`available_memory` of ``y``'s device;
+            None or False: unknown (tiles for speed only).
+        restore: the solver call (default :func:`pnp_restore.restore` with ``return_info=True``).
+        kwargs: ``sigma_y``, ``steps``, ``task`` and solver options, passed on.
+
+    Returns:
+        ``(x, info)``: info as :func:`pnp_restore.restore` gives it (``nfe`` and ``time_s`` summed
+        over the regions) plus ``regions`` (how many) and ``tile`` (the network's tile side or None).
+    """
+    import time
+
+    from ..memory import calibrate, is_out_of_memory, out_of_memory_error, plan_tile
+    from ..priors.wrappers import TiledPrior, default_overlap
+    from ..regions import Box
+
+    if restore is None:
+        from .pipeline import restore_with_info as restore
+    if available is True:
+        available = available_memory(y.device)
+    batch, h, w = y.shape[0], *y.shape[-2:]
+    regions = solve_regions(operator)
+    boxes = [Box(0, 0, h, w)] if regions is None else regions
+    user_tile = prior.tile if isinstance(prior, TiledPrior) else None
+    tile = None
+    try:
+        if boxes:
+            model = calibrate(prior, solver, device=y.device)
+            tile = plan_tile(model, (h, w), available or None, batch=batch, solved=max(b.area for b in boxes),
+                             tile=user_tile, device=y.device)
+        net = prior if user_tile or tile is None else TiledPrior(prior, tile=tile, overlap=default_overlap(prior, tile))
+        if not boxes:  # nothing to fill
+            return y.clone(), {"solver": solver, "seed": seed, "steps": 0, "sigma_y": kwargs.get("sigma_y", 0.0),
+                               "options": {}, "nfe": 0, "time_s": 0.0, "regions": 0, "tile": None}
+        if boxes == [Box(0, 0, h, w)]:
+            x, info = restore(y, operator, net, callback=callback, seed=seed, solver=solver, **kwargs)
+            return x, {**info, "regions": 1, "tile": tile}
+        return _by_regions(y, operator, net, boxes, callback, seed, solver, restore, kwargs, tile, time.perf_counter())
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise out_of_memory_error(err, image=(h, w), batch=batch, tile=tile or user_tile, device=y.device) from None
+        raise
+
+
+def _by_regions(y: Any, operator: Any, prior: Any, boxes: list, callback: Callable[[dict], None] | None,
+                seed: int | None, solver: str, restore: Callable[..., tuple[Any, dict]], kwargs: dict,
+                tile: int | None, start: float) -> tuple[Any, dict]:
+    """:func:`restore_planned` of an inpainting problem over ``boxes`` (see there)."""
+    import time
+
+    from ..operators import Inpainting
+    from ..regions import region_seed, restore_regions
+
+    done = {"nfe": 0, "info": None}
+    out_ref: list = []
+
+    def solve(y_crop: Any, box: Any, k: int) -> Any:
+        rows, cols = box.slices
+
+        def relay(info: dict) -> None:
+            x0 = info.get("x0")
+            if x0 is not None and out_ref:
+                out_ref[0][..., rows, cols] = x0
+            callback({**info, "steps": int(info.get("steps") or 0) * len(boxes),
+                      "nfe": done["nfe"] + int(info.get("nfe") or 0), "x": None,
+                      "x0": out_ref[0] if out_ref and x0 is not None else x0, "region": k})
+
+        sub = Inpainting(operator.mask[..., rows, cols])
+        x, info = restore(y_crop, sub, prior, callback=relay if callback else None, seed=region_seed(seed, k),
+                          solver=solver, **kwargs)
+        done["nfe"] += int(info.get("nfe") or 0)
+        done["info"] = info
+        return x
+
+    canvas = y.clone()
+    out_ref.append(canvas)
+    x = restore_regions(y, None, solve, margin=0, regions=boxes, out=canvas)
+    info = {**(done["info"] or {}), "nfe": done["nfe"], "time_s": time.perf_counter() - start, "seed": seed,
+            "regions": len(boxes), "tile": tile}
+    return x, info
 
 
 def plan_batches(keys: Sequence[Hashable], outs: list[list[Path]], batch_size: int) -> tuple[list[Item], list[list[int]]]:

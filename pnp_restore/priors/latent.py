@@ -103,11 +103,16 @@ def encode_prompts(folder: Path, prompts: list[str]) -> Tensor:
         raise ConfigError(f"{folder}: text encoder {name} is not supported; supported: {', '.join(TEXT_ENCODERS)}")
     enc_dir = folder / "text_encoder"
     weights = _weights(enc_dir, TRANSFORMERS_WEIGHTS)
+    bar = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a bar for a one-second load is noise
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
         encoder = getattr(transformers, name).from_pretrained(enc_dir, local_files_only=True, variant=_variant(weights))
     except Exception as e:  # OSError, ValueError... from transformers
         raise CheckpointError(f"cannot load the tokenizer / text encoder of {folder} ({first_line(e)}); fetch it again") from None
+    finally:
+        if bar:
+            transformers.utils.logging.enable_progress_bar()
     encoder = encoder.float().eval()
     tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
     mask = tokens.attention_mask if getattr(encoder.config, "use_attention_mask", False) else None
