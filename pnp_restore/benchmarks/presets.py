@@ -2,7 +2,7 @@
 
 ``quick``: a CPU smoke benchmark (minutes on 2 cores): 64 px centre crops, the
 first 3 images of each dataset, four tasks at one noise level, 20 steps for
-every diffusion solver (far below DPS's published 1000), the built-in prior,
+every diffusion solver and PnP-ADMM (far below DPS's published 1000), the built-in prior,
 the two cheap generic baselines (pinv, ADMM-TV) and the classical tools of each
 task (:data:`QUICK_CLASSICAL`: OpenCV Telea / Navier-Stokes and biharmonic
 inpainting, bicubic / Lanczos upsampling, Wiener and Richardson-Lucy
@@ -35,7 +35,7 @@ QUICK_CLASSICAL = ["opencv_telea", "opencv_ns", "biharmonic", "bicubic", "lanczo
 PRESETS: dict[str, dict] = {
     "quick": {
         "tasks": ["sr4_bicubic@0.025", "box_inpaint_center@0.025", "random_inpaint_70@0.025", "gaussian_deblur@0.025"],
-        "solvers": ["ddrm", "ddnm", "diffpir", "dps", "pinv", "admm_tv", *QUICK_CLASSICAL],
+        "solvers": ["ddrm", "ddnm", "diffpir", "dps", "pnp_admm", "pinv", "admm_tv", *QUICK_CLASSICAL],
         "priors": ["builtin"],
         "size": 64,
         "images": 3,
