@@ -56,7 +56,7 @@ def make_pipeline(folder, prediction="epsilon", shift=None, scale=0.18215):
         cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
     )
     _randomize(vae, 0.1), _randomize(unet), _randomize(text, 0.2)
-    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1)
     if prediction == "epsilon":
         sched = diffusers.DDIMScheduler(prediction_type="epsilon", set_alpha_to_one=False, **common)
     else:
@@ -80,7 +80,9 @@ def reference_x0(pipe, z, sigma_t, t, prompt="", guidance=1.0):
     """The pipeline's UNet + the scheduler's own x0 formula (``step(...).pred_original_sample``), per sample."""
     cfg = guidance != 1
     cond, uncond = pipe.encode_prompt(prompt, "cpu", 1, cfg, negative_prompt="" if cfg else None)
-    pipe.scheduler.set_timesteps(10)
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    if isinstance(scheduler, diffusers.DDIMScheduler):
+        scheduler.set_timesteps(10)  # DDIM's step needs it (only for the previous timestep); DDPM's must not have it
     out = []
     with torch.no_grad():
         for i in range(z.shape[0]):
@@ -91,7 +93,7 @@ def reference_x0(pipe, z, sigma_t, t, prompt="", guidance=1.0):
             if cfg:
                 net_u = pipe.unet(z_t, t[i], encoder_hidden_states=uncond).sample
                 net = net_u + guidance * (net - net_u)
-            out.append(pipe.scheduler.step(net, int(t[i]), z_t).pred_original_sample)
+            out.append(scheduler.step(net, int(t[i]), z_t).pred_original_sample)
     return torch.cat(out)
 
 

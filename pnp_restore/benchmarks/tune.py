@@ -84,10 +84,14 @@ def suggest(trial, solver: str) -> tuple[Params, dict | None]:
     return options, schedule
 
 
+#: folder names that hold evaluation images (the usual test sets, and ``test``/``testsets`` folders)
+TEST_FOLDERS = {"test", "testsets", "cbsd68", "bsd68", "kodak24", "mcmaster", "set5", "set12", "set14", "urban100"}
+
+
 def check_training_data(folder: str | Path) -> Path:
-    """``folder`` as a Path, refused (:class:`ConfigError`) if any part of it is a ``test`` folder."""
+    """``folder`` as a Path, refused (:class:`ConfigError`) if a part of it names a test set (:data:`TEST_FOLDERS`)."""
     path = Path(folder).resolve()
-    if any(part.lower() == "test" for part in path.parts):
+    if any(part.lower() in TEST_FOLDERS for part in path.parts):
         raise ConfigError(f"{folder} is a test set; tune on training or validation images only (e.g. data/train/BSDS500)")
     return path
 

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..tasks import Task
 from .group import CONTEXT, main
 from .options import common_options, images_argument, run_command, sigma_y_option
-from .settings import Common
+from .settings import COMMAND_TASK, Common
 
 
 @main.command(context_settings=CONTEXT)
@@ -23,7 +23,7 @@ from .settings import Common
 @click.option("--padding", type=click.Choice(["circular", "reflect"]), default="circular", show_default=True,
               help="Boundary model of the blur. circular: exact FFT solve (fast; DiffPIR's own choice). "
                    "reflect: closer to real borders, but the data step is iterative (slow with large kernels).")
-@sigma_y_option
+@sigma_y_option("deblur")
 @common_options("deblur")
 @click.pass_context
 def deblur(ctx: click.Context, images: tuple[Path, ...], kernel: str, kernel_size: int, padding: str,
@@ -41,7 +41,7 @@ def deblur(ctx: click.Context, images: tuple[Path, ...], kernel: str, kernel_siz
 
     run_command(ctx, "deblur", images, common, sigma_y=sigma_y, operator_for=operator_for,
                 inputs=(Path(kernel),) if Path(kernel).is_file() else (),
-                task=Task.MOTION_DEBLUR if kernel.startswith("motion:") else Task.GAUSSIAN_DEBLUR,
+                task=Task.MOTION_DEBLUR if kernel.startswith("motion:") else COMMAND_TASK["deblur"],
                 record={"kernel": kernel, "kernel_size": kernel_size, "padding": padding})
 
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from ..tasks import Task
 from .group import CONTEXT, main
 from .options import common_options, finite, images_argument, run_command, sigma_y_option
-from .settings import Common
+from .settings import COMMAND_TASK, Common
 
 
 @main.command(context_settings=CONTEXT)
@@ -23,7 +22,7 @@ from .settings import Common
               help="Fill pixels whose mask value is above this (0..1; with --mask-invert: whose 1 - value is). "
                    "0: every pixel that is not pure black is filled, so anti-aliased mask edges count as missing.")
 @click.option("--resize-mask", is_flag=True, help="Resize a mask of another size to each image.")
-@sigma_y_option
+@sigma_y_option("inpaint")
 @common_options("inpaint")
 @click.pass_context
 def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None, mask_invert: bool,
@@ -31,7 +30,8 @@ def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None
     """Fill the white pixels of MASK in IMAGE.
 
     Every pixel of MASK that is not pure black is filled (--mask-threshold):
-    the soft edges of a brush stroke are partly damaged too.
+    the soft edges of a brush stroke are partly damaged too. The other pixels
+    are copied from IMAGE unchanged (with --sigma-y > 0 they are denoised too).
 
     \b
     Examples:
@@ -51,5 +51,10 @@ def inpaint(ctx: click.Context, images: tuple[Path, ...], mask_path: Path | None
         return operators.get("inpainting", mask=mask)
 
     run_command(ctx, "inpaint", images, common, sigma_y=sigma_y, operator_for=operator_for, measure=True,
-                inputs=(mask_path,), task=Task.INPAINTING,
+                observed=observed_pixels, inputs=(mask_path,), task=COMMAND_TASK["inpaint"],
                 record={"mask": str(mask_path), "mask_invert": mask_invert, "mask_threshold": mask_threshold})
+
+
+def observed_pixels(operator: Any) -> Any:
+    """The pixels the inpainting ``operator`` keeps, (1 or B, 1 or C, H, W) bool (its mask > 0)."""
+    return operator.mask > 0

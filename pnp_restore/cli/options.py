@@ -35,10 +35,13 @@ def images_argument(metavar: str = "IMAGE...") -> Callable:
                           type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
-#: ``--sigma-y`` of inpaint, sr and deblur (denoise has --sigma on the 0..255 scale instead).
-sigma_y_option = click.option("--sigma-y", type=click.FloatRange(0, 1), callback=finite, default=DEFAULT_SIGMA_Y,
-                              show_default=True,
-                              help="Measurement noise std on the [0, 1] scale (0 = exact data consistency).")
+def sigma_y_option(command: str) -> Callable:
+    """``--sigma-y`` of inpaint, sr and deblur, with the command's default (:data:`~.settings.DEFAULT_SIGMA_Y`;
+    denoise has --sigma on the 0..255 scale instead)."""
+    extra = " With 0 the unmasked pixels are copied from the input; > 0 also denoises them." if command == "inpaint" else ""
+    return click.option("--sigma-y", type=click.FloatRange(0, 1), callback=finite, default=DEFAULT_SIGMA_Y[command],
+                        show_default=True,
+                        help="Measurement noise std on the [0, 1] scale (0 = exact data consistency)." + extra)
 
 
 def common_options(command: str) -> Callable:

@@ -6,6 +6,13 @@ the prior, restores the images in batches and writes all outputs (images,
 sidecars, step GIFs) at the end: all of them, or none. Its inputs are explicit:
 paths, a :class:`~.settings.Common`, an operator factory and a :class:`Backend`
 (prior loader, solver, memory probe) that tests replace by stand-ins.
+
+Grayscale images with an RGB prior are restored as what they are, the measurement of one
+gray channel: the operator becomes ``Grayscale(A)``, ``A(mean_c x)``
+(:class:`pnp_restore.operators.grayscale.Grayscale`), the solver gets the 1-channel
+measurement with its noise on that one channel, and the result is written as its channel
+mean. (Replicating the gray image to RGB instead feeds the solvers noise that is identical
+in the three channels, not the independent noise they assume.)
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ def run(
     operator_for: Callable[[int, int], Any],
     record: dict[str, Any],
     measure: bool = False,
+    observed: Callable[[Any], Any] | None = None,
     task: Task | None = None,
     inputs: Sequence[Path] = (),
     argv: Sequence[str] = (),
@@ -90,6 +98,11 @@ def run(
         record: command settings for the sidecar JSON.
         measure: the measurement is ``operator(image)`` (inpainting: zero the
             missing pixels) instead of the image itself.
+        observed: ``observed(operator) -> bool (1|B, 1|C, H, W)``, the pixels the measurement
+            keeps (inpainting). Where ``sigma_y`` is 0 they are copied from the input into
+            the output, so they are bit-identical in a PNG/TIFF (whatever the solver did to
+            them; DDRM, for one, ends on its denoiser's estimate); the sidecar records
+            ``observed_copied``. With ``sigma_y > 0`` the solver's values are kept.
         task: the paper task whose published solver settings apply
             (:func:`pnp_restore.solvers.task_defaults`); None: none.
         inputs: other input files (mask, kernel) that no output may replace.
@@ -119,6 +132,7 @@ def run(
     loaded = [read_image(p) for p in images]
     sizes = [tuple(x.shape[-2:]) for x, _ in loaded]
     operators = {hw: operator_for(*hw) for hw in dict.fromkeys(sizes)}
+    gray_operators: dict[tuple, Any] = {}
     per_size = {hw: sizes.count(hw) * common.samples for hw in operators}
     check_memory({tuple(operators[hw].x_shape((1, 3, *hw))): min(n, common.batch_size) for hw, n in per_size.items()},
                  common, backend.available_memory(device))
@@ -142,19 +156,30 @@ def run(
         with OutputSet(common.overwrite) as staged:
             for batch in batches:
                 first = items[batch[0]]
-                x_in = torch.cat([loaded[items[k].image][0] for k in batch])
-                if channels == 3 and x_in.shape[1] == 1:
-                    x_in = x_in.expand(-1, 3, -1, -1)
+                x_file = torch.cat([loaded[items[k].image][0] for k in batch])
                 # The solver works in float32; --dtype sets the network's precision (the prior casts).
-                x_in = x_in.to(device=device, dtype=torch.float32)
-                operator = operators[tuple(x_in.shape[-2:])]
+                x_in = x_file.to(device=device, dtype=torch.float32)
+                hw = tuple(x_in.shape[-2:])
+                operator = operators[hw]
                 y = operator(x_in) if measure else x_in
+                gray = channels == 3 and x_in.shape[1] == 1
+                if gray:
+                    if hw not in gray_operators:
+                        gray_operators[hw] = _gray_operator(operator)
+                    operator = gray_operators[hw]
                 frames: list[list] = [[] for _ in batch]
-                x, info = _solve(y, operator, prior, common, sigmas[first.image], opts, seed=common.seed + batch[0],
+                sigma = sigmas[first.image]
+                x, info = _solve(y, operator, prior, common, sigma, opts, seed=common.seed + batch[0],
                                  restore=backend.restore, bar=bar, n_batches=len(batches), frames=frames, task=task)
-                x = x.detach().to("cpu", torch.float32)
+                x = _as_input(x.detach().to("cpu", torch.float32), x_file.shape[1])
+                copied = observed is not None and sigma == 0
+                if copied:
+                    x = torch.where(observed(operators[hw]).cpu(), x_file, x)
                 for b, k in enumerate(batch):
                     item = items[k]
+                    extra = {} if observed is None else {"observed_copied": copied}
+                    if gray:
+                        extra["gray"] = "measured as the channel mean of the prior's RGB image"
                     _stage_output(staged, item, x[b : b + 1], loaded[item.image][1], frames[b], common, {
                         "command": cmdline, "solver": info["solver"], "prior": common.prior,
                         "seed": None if info["seed"] is None else info["seed"] + b,
@@ -162,7 +187,7 @@ def run(
                         "nfe": info.get("nfe"), "time_s": info.get("time_s"),
                         "task": command, "input": str(images[item.image]), "sample": item.sample,
                         "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
-                        **record, "options": info.get("options") or {},
+                        **record, **extra, "options": info.get("options") or {},
                     })
     finally:
         bar.close()
@@ -178,7 +203,8 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
     """One batch through the solver (or one denoiser call), updating the progress bar.
 
     Args:
-        y: the measurements (B, C, h, w) on the device, float32.
+        y: the measurements (B, C, h, w) on the device, float32 (one channel for a gray image
+            with an RGB prior, whose ``operator`` is then a ``Grayscale``).
         frames: one list per image of the batch, receiving the (1, C, H, W) x0 estimates
             (on the CPU, clamped to [0, 1]) with ``--save-steps``.
 
@@ -188,12 +214,18 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
     """
     import torch
 
+    from ..operators.grayscale import Grayscale, rgb_observation
+
     if common.solver == DENOISER:
         start = time.perf_counter()
+        gray = isinstance(operator, Grayscale)
         with torch.no_grad():
-            x = prior.denoise(y, sigma_y)
+            # Gray: the MMSE denoiser needs i.i.d. noise per channel; rgb_observation gives an RGB
+            # observation of the gray image with exactly that (std sqrt(3) sigma_y), seeded.
+            z, level = rgb_observation(y, sigma_y, seed=seed, channels=operator.channels) if gray else (y, sigma_y)
+            x = prior.denoise(z, level)
         bar.update(1)
-        return x, {"solver": DENOISER, "seed": None, "steps": 1, "sigma_y": sigma_y, "nfe": 1,
+        return x, {"solver": DENOISER, "seed": seed if gray else None, "steps": 1, "sigma_y": sigma_y, "nfe": 1,
                    "time_s": time.perf_counter() - start}
 
     seen = {"calls": 0, "steps": None}
@@ -221,16 +253,26 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
     return restore(y, operator, prior, **kwargs)
 
 
+def _gray_operator(operator: Any) -> Any:
+    """``operator`` of gray images, for an RGB prior: ``Grayscale(operator)``, ``A(mean_c x)``."""
+    from ..operators.grayscale import Grayscale
+
+    return Grayscale(operator)
+
+
+def _as_input(x: Any, channels: int) -> Any:
+    """An RGB result of a gray input as that input's colour model: the channel mean (what ``Grayscale`` measures)."""
+    return x.mean(dim=1, keepdim=True) if channels == 1 and x.shape[1] == 3 else x
+
+
 def _stage_output(staged: Any, item: Item, x: Any, meta: Any, frames: list, common: Common, record: dict) -> None:
-    """Stage one result (gray again if the input was), its step frames and its sidecar in ``staged``."""
+    """Stage one result (already in the input's channels), its step frames and its sidecar in ``staged``."""
     from ..io import encode_image, sidecar_bytes
 
-    if meta.channels == 1 and x.shape[1] == 3:
-        x = x.mean(dim=1, keepdim=True)  # the prior saw the gray image replicated to RGB
     staged.add(item.path, encode_image(item.path, x, meta))
     side = side_paths(item.path, common)
     if common.save_steps:
-        frames = [f.mean(dim=1, keepdim=True) if meta.channels == 1 and f.shape[1] == 3 else f for f in frames]
+        frames = [_as_input(f, meta.channels) for f in frames]
         staged.add(side[-1], _steps_gif(frames or [x]))
     if common.sidecar:
         staged.add(side[0], sidecar_bytes(output=str(item.path), **record))

@@ -13,14 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..tasks import Task
 
-#: measurement noise assumed for real photos ([0, 1] scale, = 2.55/255): sensor
-#: noise and compression mean no photo fits y = A(x) exactly, and sigma_y = 0
-#: makes the solvers copy that noise into the result.
-DEFAULT_SIGMA_Y = 0.01
+#: per-command default ``--sigma-y`` ([0, 1] scale; ``denoise`` has ``--sigma`` instead).
+#: sr, deblur: 0.01 (= 2.55/255): sensor noise and compression mean no photo fits y = A(x)
+#: exactly, and sigma_y = 0 makes the solvers copy that noise into the result.
+#: inpaint: 0: the pixels the user did not mask are kept exactly (copied from the input
+#: into the output, see :func:`pnp_restore.cli.pipeline.run`); ``--sigma-y 0.02`` says the
+#: photo is noisy and lets the solver denoise them too.
+DEFAULT_SIGMA_Y = {"inpaint": 0.0, "sr": 0.01, "deblur": 0.01}
 
 #: per-command default solver (see docs/cli.md).
 DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser"}
+
+#: the paper task whose published solver settings each command uses by default
+#: (:func:`pnp_restore.solvers.task_defaults`; ``deblur --kernel motion:...`` uses motion
+#: deblurring's). None: no paper publishes denoising settings.
+COMMAND_TASK = {"inpaint": Task.INPAINTING, "sr": Task.SUPER_RESOLUTION, "deblur": Task.GAUSSIAN_DEBLUR,
+                "denoise": None}
 
 #: ``denoise --solver denoiser``: one call of the prior's MMSE denoiser (no sampling).
 DENOISER = "denoiser"
@@ -143,3 +153,37 @@ def check_seeds(common: Common, outputs: int) -> None:
     """The seeds ``seed .. seed + outputs - 1`` must stay valid."""
     if common.seed + outputs - 1 > MAX_SEED:
         raise ConfigError(f"--seed {common.seed} + one per output passes {MAX_SEED}; use a smaller --seed")
+
+
+def default_steps(solver: str, command: str) -> int:
+    """The steps ``solver`` runs for ``command`` without ``--steps``: its task's published value
+    (:data:`COMMAND_TASK`), else the solver's own default; 1 for the one-call ``denoiser``."""
+    if solver == DENOISER:
+        return 1
+    from ..solvers import spec, task_defaults
+
+    return int(task_defaults(solver, COMMAND_TASK[command]).get("steps", spec(solver).default_steps))
+
+
+def defaults_table() -> str:
+    """The markdown table of the per-command defaults in docs/cli.md (checked by the tests).
+
+    One row per command: default solver and its steps, ``--sigma-y``, and the steps every
+    other solver runs there without ``--steps`` (its paper's setting for the command's task).
+    """
+    from ..solvers import REGISTRY
+
+    names = [s.name for s in REGISTRY]
+    head = ["command", "`--solver`", "`--sigma-y`", *(f"`{n}` steps" for n in names)]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for command, solver in DEFAULT_SOLVER.items():
+        if command == "denoise":
+            sigma = "`--sigma auto` (0..255)"
+        else:
+            sigma = f"{DEFAULT_SIGMA_Y[command]:g}"
+        task = COMMAND_TASK[command]
+        solver_cell = f"`{solver}`" + (" (1 call)" if solver == DENOISER else f" ({default_steps(solver, command)} steps)")
+        cells = [f"`{command}`" + (f" ({task.value})" if task else ""), solver_cell, sigma,
+                 *(str(default_steps(n, command)) for n in names)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

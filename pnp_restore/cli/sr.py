@@ -7,17 +7,16 @@ from typing import Any
 
 import click
 
-from ..tasks import Task
 from .group import CONTEXT, main
 from .options import common_options, images_argument, run_command, sigma_y_option
-from .settings import MAX_SCALE, Common
+from .settings import COMMAND_TASK, MAX_SCALE, Common
 
 
 @main.command(context_settings=CONTEXT)
 @images_argument()
 @click.option("--scale", type=click.IntRange(2, MAX_SCALE), default=4, show_default=True, help="Upscaling factor.")
 @click.option("--kind", default="bicubic", show_default=True, help="Downsampling the low-resolution image went through.")
-@sigma_y_option
+@sigma_y_option("sr")
 @common_options("sr")
 @click.pass_context
 def sr(ctx: click.Context, images: tuple[Path, ...], scale: int, kind: str, sigma_y: float, common: Common) -> None:
@@ -34,5 +33,5 @@ def sr(ctx: click.Context, images: tuple[Path, ...], scale: int, kind: str, sigm
 
         return operators.get("sr", scale=scale, kind=kind)
 
-    run_command(ctx, "sr", images, common, sigma_y=sigma_y, operator_for=operator_for, task=Task.SUPER_RESOLUTION,
+    run_command(ctx, "sr", images, common, sigma_y=sigma_y, operator_for=operator_for, task=COMMAND_TASK["sr"],
                 record={"scale": scale, "kind": kind})

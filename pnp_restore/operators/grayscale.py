@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from .._rng import SampleRNG
 from ..errors import ShapeError
 from .base import DecomposableOperator, LinearOperator, Tensor, cast
 from .simple import helmert
@@ -116,4 +117,27 @@ class Grayscale(DecomposableOperator):
         return f"Grayscale({self.inner!r}, channels={self.channels})"
 
 
-__all__ = ["Grayscale"]
+def rgb_observation(y: Tensor, sigma_y: float, *, seed: int | None, channels: int = 3) -> tuple[Tensor, float]:
+    """A C-channel image with i.i.d. noise whose channel mean is the noisy gray image ``y``.
+
+    For ``y = g + sigma_y n`` (B, 1, H, W), returns ``z = y 1 + sqrt(C) sigma_y H^T [0, e]`` with
+    ``e ~ N(0, I)`` on the C - 1 colour-difference axes (``H``: the Helmert matrix of
+    :class:`Grayscale`; sample ``i`` draws with seed ``seed + i``). Since ``y 1 = g 1 +
+    sqrt(C) sigma_y H^T [n, 0]``, ``z - g 1 = sqrt(C) sigma_y H^T [n, e]``: i.i.d.
+    ``N(0, C sigma_y^2)`` in every channel and pixel. So ``z`` is exactly a noisy RGB
+    observation (std ``sqrt(C) sigma_y``) of the gray image replicated, which an RGB
+    denoiser's MMSE estimate ``D(z, sqrt(C) sigma_y)`` assumes; the replicated ``y`` alone is
+    not (its noise is the same in every channel). Nothing of ``y`` is lost: ``mean_c z = y``.
+
+    Returns:
+        ``(z, sqrt(C) sigma_y)``: z (B, C, H, W), and its per-channel noise std.
+    """
+    b, _, h, w = y.shape
+    e = SampleRNG(seed, b).randn((b, channels, h, w), device=y.device, dtype=y.dtype)
+    e[:, 0] = 0
+    scale = math.sqrt(channels) * float(sigma_y)
+    chroma = torch.einsum("kc,bkhw->bchw", cast(helmert(channels), y), e)
+    return y.expand(b, channels, h, w) + scale * chroma, scale
+
+
+__all__ = ["Grayscale", "rgb_observation"]

@@ -185,9 +185,9 @@ def reddiff(
         with torch.no_grad():
             eps = rng.randn_like(mu)
             x0, eps_hat = den.vp(math.sqrt(ab) * mu + math.sqrt(1 - ab) * eps, s)
-            direction = eps_hat - eps
+            direction = eps_hat
         with torch.enable_grad():
-            loss = per_image_mean(run.residual(mu).pow(2)) / 2 - w * per_image_mean(direction * mu)
+            loss = per_image_mean(run.residual(mu).pow(2)) / 2 + w * per_image_mean(direction * mu)
             adam.zero_grad(set_to_none=True)
             loss.sum().backward()
         adam.step()
