@@ -18,7 +18,7 @@ class Task(str, Enum):
     MOTION_DEBLUR = "motion_deblur"
     DENOISING = "denoising"
     COLORIZATION = "colorization"
-    # nonlinear degradations (pnp_restore.operators.nonlinear)
+    # nonlinear degradations (pnp_restore.operators: phase, jpeg, dynamic_range, nonlinear_blur)
     PHASE_RETRIEVAL = "phase_retrieval"
     JPEG = "jpeg"
     HDR = "hdr"

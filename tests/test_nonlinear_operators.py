@@ -6,18 +6,18 @@ gradcheck of every operator (smooth rounding where it rounds), batch == single r
 per-sample parameters, float32 vs float64, device/dtype handling, one-line errors, the registry,
 and DPS running on each operator with a small Gaussian prior.
 
-JPEG vs real files: the bounds below were measured with ``python`` on the astronaut crop used here
-(scikit-image's ``data.astronaut()[100:164, 150:230]``) against Pillow 13 / libjpeg-turbo, all
-qualities 5..100 and samplings 4:2:0, 4:2:2, 4:4:4 and grayscale (see ``JPEG_CASES``): the RMS error
-of the operator applied to the original vs the file's decoded pixels was at most 2.31/255 (smooth
-rounding) and 1.67/255 (exact); at qualities <= 50 it was at most 0.26 of the RMS change that JPEG
-itself made. Limits: 3.0/255 and 0.35 (30 % margin). The remaining gap is libjpeg's fixed-point
-DCT, whose coefficients round to a neighbouring level now and then.
+JPEG vs real files: on the astronaut crop used here (scikit-image's ``data.astronaut()[100:164, 150:230]``),
+against Pillow 13 / libjpeg-turbo, at qualities 5..100 and samplings 4:2:0, 4:2:2, 4:4:4 and grayscale,
+the RMS error of the operator applied to the original vs the file's decoded pixels was at most 2.31/255
+(smooth rounding, quality 5) and 1.67/255 (exact); at qualities <= 50 at most 0.26 of the RMS change JPEG
+itself made. ``JPEG_CASES`` holds the per-case measurements the test bounds (x 1.3). The remaining gap is
+libjpeg's fixed-point DCT, whose coefficients round to a neighbouring level now and then.
+
+Limits from deterministic measurements carry a 30 % margin; the DPS misfit limits come from 50
+problems (``python tests/test_nonlinear_operators.py`` writes tests/data/calibration_nonlinear_operators.json).
 """
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
@@ -204,7 +204,8 @@ def test_jpeg_quality_100_is_nearly_identity():
     x = _astronaut()
     for rounding, max_err, rms_err in (("exact", 5.2, 0.98), ("smooth", 2.5, 0.54)):
         d = (JPEG(100, subsampling="4:4:4", rounding=rounding)(x) - x) * 255
-        assert d.abs().max() < max_err and d.pow(2).mean().sqrt() < rms_err, (rounding, d.abs().max(), d.pow(2).mean().sqrt())
+        worst, rms = float(d.abs().max()), float(d.pow(2).mean().sqrt())
+        assert worst < max_err and rms < rms_err, (rounding, worst, rms)
     d = (JPEG(100)(x) - x) * 255
     assert d.pow(2).mean().sqrt() < 2.6
 
@@ -243,12 +244,21 @@ def _astronaut() -> torch.Tensor:
     return torch.from_numpy(data.astronaut()[100:164, 150:230].copy()).permute(2, 0, 1)[None].to(D) / 255
 
 
-# (quality, Pillow subsampling code (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0) or "gray")
-JPEG_CASES = [(10, 2), (50, 2), (90, 2), (10, 0), (95, 0), (50, 1), (10, "gray"), (75, "gray")]
+#: (quality, Pillow subsampling code (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0) or "gray") -> measured RMS error x 255 of
+#: the operator (smooth, exact rounding) on the original vs the file's decoded pixels (Pillow 13 / libjpeg-turbo);
+#: the RMS change JPEG made was 11.0, 6.2, 3.7, 10.7, 2.5, 6.1, 9.2, 3.7 in order.
+JPEG_CASES = {
+    (10, 2): (1.35, 0.71), (50, 2): (1.35, 1.19), (90, 2): (1.28, 1.17), (10, 0): (1.32, 0.66),
+    (95, 0): (1.24, 0.89), (50, 1): (1.44, 1.58), (10, "gray"): (1.30, 0.71), (75, "gray"): (0.76, 0.64),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("quality,sampling", JPEG_CASES)
+@pytest.mark.parametrize("quality,sampling", list(JPEG_CASES))
 def test_jpeg_operator_from_file_reproduces_the_file(tmp_path, quality, sampling):
+    """The file's tables and sampling are read; the operator on the original image gives the decoded file within
+    its measured error x 1.3 (the rest is libjpeg's fixed-point DCT; repeating chroma samples instead of libjpeg's
+    triangular upsampling raises the (10, 4:2:0) exact error to 1.30), and at quality <= 50 within 0.35 of the
+    change JPEG made (measured at most 0.26)."""
     x = _astronaut()
     arr = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     path = tmp_path / "photo.jpg"
@@ -265,10 +275,10 @@ def test_jpeg_operator_from_file_reproduces_the_file(tmp_path, quality, sampling
     assert torch.equal(op.luma_table[0], quality_table(IJG_LUMINANCE, quality))
     y = y.double()
     change = float((y - x).pow(2).mean().sqrt() * 255)
-    for rounding in ("smooth", "exact"):
+    for rounding, measured in zip(("smooth", "exact"), JPEG_CASES[quality, sampling]):
         op.rounding = rounding
         err = float((op(x) - y).pow(2).mean().sqrt() * 255)
-        assert err < 3.0, (rounding, err)
+        assert err < 1.3 * measured, (rounding, err, measured)
         if quality <= 50:
             assert err < 0.35 * change, (rounding, err, change)
 

@@ -370,7 +370,7 @@ def test_registry():
     assert get("motion", size=9, seed=0).kernel.shape[-1] == 9
     assert isinstance(get("denoising"), Denoising) and isinstance(get("colorization"), Colorization)
     with pytest.raises(ConfigError, match="choose one of inpainting, sr, blur"):
-        get("jpeg")
+        get("wavelet")
     with pytest.raises(ConfigError, match="bad arguments"):
         get("sr", factor=4)
     for op in (get("sr", scale=4), get("blur", size=5), get("inpainting", size=32, box=8, margin=4, seed=0)):

@@ -32,7 +32,7 @@ def smooth_round(x: Tensor, mode: str = "smooth") -> Tensor:
         return r
     cube = (x - r) ** 3
     if mode == "smooth":
-        return r + cube.detach()
+        return r + cube
     if mode == "straight_through":
         return r + (cube - cube.detach())
     raise ConfigError(f"unknown rounding {mode!r}; choose one of {', '.join(ROUNDINGS)}")

@@ -148,10 +148,13 @@ class JPEG(NonlinearOperator):
         if (luma_table is None) != (chroma_table is None):
             raise ConfigError("give both luma_table and chroma_table, or neither (then quality sets them)")
         if luma_table is None:
-            qs = torch.as_tensor(quality).reshape(-1).tolist() if not isinstance(quality, (int, float)) else [quality]
-            if not qs:
+            qt = torch.as_tensor(quality, dtype=torch.float64)
+            qs = qt.reshape(-1).tolist()
+            if not qs or qt.dim() > 1:
                 raise ConfigError("JPEG quality must be a number from 1 to 100 or a (B,) sequence of them")
-            self.quality: int | list[int] | None = qs[0] if isinstance(quality, (int, float)) else [int(q) for q in qs]
+            for q in qs:
+                quality_table(IJG_LUMINANCE, q)  # validates
+            self.quality: int | list[int] | None = int(qs[0]) if qt.dim() == 0 else [int(q) for q in qs]
             luma = torch.stack([quality_table(IJG_LUMINANCE, q) for q in qs])
             chroma = torch.stack([quality_table(IJG_CHROMINANCE, q) for q in qs])
         else:
@@ -173,7 +176,8 @@ class JPEG(NonlinearOperator):
             raise ShapeError(f"JPEG compresses 1-channel (gray) or 3-channel (RGB) images; got {x.shape[1]} channels")
         if self.luma_table.shape[0] not in (1, x.shape[0]):
             raise ShapeError(
-                f"JPEG has {self.luma_table.shape[0]} per-image quantisation tables but the batch has {x.shape[0]} images"
+                f"JPEG has {self.luma_table.shape[0]} per-image quantisation tables but the batch has "
+                f"{x.shape[0]} images"
             )
 
     # -- codec pieces ---------------------------------------------------------
@@ -258,7 +262,9 @@ def jpeg_operator_from_file(path: str | os.PathLike, rounding: str = "smooth") -
     if im.format != "JPEG":
         raise ConfigError(f"{os.fspath(path)!r} is a {im.format} file, not a JPEG; the JPEG operator needs a .jpg file")
     if im.mode not in ("L", "RGB"):
-        raise ConfigError(f"{os.fspath(path)!r} is a {im.mode} JPEG; only grayscale and YCbCr colour JPEGs are supported")
+        raise ConfigError(
+            f"{os.fspath(path)!r} is a {im.mode} JPEG; only grayscale and YCbCr colour JPEGs are supported"
+        )
     tables = {k: torch.tensor(list(v), dtype=torch.float64).view(8, 8) for k, v in im.quantization.items()}
     table_ids = [layer[3] for layer in im.layer]
     if im.mode == "L":
@@ -276,4 +282,7 @@ def jpeg_operator_from_file(path: str | os.PathLike, rounding: str = "smooth") -
     return y.contiguous(), JPEG(subsampling=subsampling, rounding=rounding, luma_table=luma, chroma_table=chroma)
 
 
-__all__ = ["IJG_CHROMINANCE", "IJG_LUMINANCE", "JPEG", "SUBSAMPLINGS", "dct_matrix", "jpeg_operator_from_file", "quality_table"]
+__all__ = [
+    "IJG_CHROMINANCE", "IJG_LUMINANCE", "JPEG", "SUBSAMPLINGS",
+    "dct_matrix", "jpeg_operator_from_file", "quality_table",
+]  # fmt: skip

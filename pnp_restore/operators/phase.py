@@ -61,7 +61,10 @@ class PhaseRetrieval(NonlinearOperator):
         for size in range(max(1, guess - 3), guess + 4):
             if size + 2 * self.pads(size, size)[0] == n:
                 return size
-        raise ShapeError(f"no image size gives phase-retrieval measurements of size {n} at oversample {self.oversample}")
+        raise ShapeError(
+            f"no image size gives phase-retrieval measurements of size {n} at oversample {self.oversample}; "
+            "check y or pass the operator the oversample it was measured with"
+        )
 
     def x_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
         if self.in_shape is not None:

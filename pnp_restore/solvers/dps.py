@@ -17,8 +17,8 @@ Defaults and where they come from (official code, DPS2022/diffusion-posterior-sa
     zeta = 1.0 (``kwargs.get('scale', 1.0)`` in ``PosteriorSampling``,
     guided_diffusion/condition_methods.py); every task config overrides it, see
     :data:`DPS_SCALES` (configs/super_resolution_config.yaml 0.3, inpainting_config.yaml 0.5,
-    gaussian_deblur_config.yaml 0.3, motion_deblur_config.yaml 0.3; the nonlinear tasks, which
-    this package does not model, use 0.3 (nonlinear_deblur) and 1.0 (phase_retrieval));
+    gaussian_deblur_config.yaml 0.3, motion_deblur_config.yaml 0.3, nonlinear_deblur_config.yaml 0.3,
+    phase_retrieval_config.yaml 1.0);
     clamp = True (configs/diffusion_config.yaml ``clip_denoised: True``: x0_hat clamped to [-1, 1]
     before the posterior mean and the residual, so the gradient flows through the clamp).
     All configs use ``noise: sigma: 0.05`` on [-1, 1], i.e. ``sigma_y = 0.025`` here.
@@ -57,6 +57,8 @@ DPS_SCALES: dict[Task, float] = {
     Task.INPAINTING: 0.5,
     Task.GAUSSIAN_DEBLUR: 0.3,
     Task.MOTION_DEBLUR: 0.3,
+    Task.NONLINEAR_DEBLUR: 0.3,
+    Task.PHASE_RETRIEVAL: 1.0,
 }
 
 
