@@ -167,7 +167,8 @@ def test_dps_without_guidance_is_ancestral_ddpm():
 
 def test_published_per_task_defaults():
     """The official task configs: DPS ``scale`` (configs/*_config.yaml) and DiffPIR's (lambda, zeta, steps)."""
-    assert DPS_SCALES == {"super_resolution": 0.3, "inpainting": 0.5, "gaussian_deblur": 0.3, "motion_deblur": 0.3}
+    assert DPS_SCALES == {"super_resolution": 0.3, "inpainting": 0.5, "gaussian_deblur": 0.3, "motion_deblur": 0.3,
+                          "nonlinear_deblur": 0.3, "phase_retrieval": 1.0}
     assert DIFFPIR_PARAMS["gaussian_deblur"] == {"steps": 100, "lam": 7.0, "zeta": 0.3}
     assert DIFFPIR_PARAMS["inpainting"] == {"steps": 20, "lam": 1.0, "zeta": 1.0}
     _, svd_op, y = problem()
