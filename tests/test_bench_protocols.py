@@ -37,7 +37,7 @@ def test_protocols_speak_the_task_vocabulary():
     assert protocols.get("box_inpaint_center").paper_task == "inpainting"  # a str-enum: keys the papers' tables
     assert protocols.get("denoise").task is Task.DENOISING and protocols.get("denoise").paper_task is None
     with pytest.raises(ConfigError, match="unknown protocol kind"):
-        protocols.get("denoise", kind="jpeg").operator(KEYS, (2, 3, 64, 64))
+        protocols.get("denoise", kind="wavelet").operator(KEYS, (2, 3, 64, 64))
 
 
 @pytest.mark.parametrize("task", sorted(protocols.TASKS))
@@ -51,8 +51,8 @@ def test_degradation_same_across_calls_batches_and_order(task):
     assert torch.equal(y1, single)  # independent of the batch composition
     _, y_rev = p.degrade(x.flip(0), KEYS[::-1])
     assert torch.equal(y1, y_rev.flip(0))  # independent of the order
-    # the noise really has the protocol's std
-    residual = y1 - op1(x)
+    # the noise really has the protocol's std (around the measuring operator: JPEG/quantisation round exactly)
+    residual = y1 - p.measurement_operator(KEYS, tuple(x.shape))(x)
     assert residual.std().item() == pytest.approx(0.05, rel=0.1)
 
 
@@ -87,3 +87,32 @@ def test_sr_shape_and_dtype():
     _, y = protocols.get("sr4_avgpool@0", size=64).degrade(x, KEYS[:1])
     assert y.shape == (1, 3, 16, 16) and y.dtype == torch.float32
     assert torch.allclose(y, torch.nn.functional.avg_pool2d(x, 4), atol=1e-6)
+
+
+def test_nonlinear_protocols_record_their_settings_and_measure_exactly():
+    """Phase retrieval (oversampling 2, no best-of), JPEG 10 and 3-bit quantisation (y from the exact codec, the
+    solver's operator smooth), HDR (scale 2); linear protocols' rows keep their fields (no nonlinear keys)."""
+    from pnp_restore.operators import HDR, JPEG, PhaseRetrieval, Quantization
+
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expect = {"phase_retrieval@0.025": (PhaseRetrieval, {"oversample": 2.0, "best_of": 1}),
+              "jpeg10@0": (JPEG, {"quality": 10, "subsampling": "4:2:0", "rounding": "exact"}),
+              "hdr@0.025": (HDR, {"clip_scale": 2.0}),
+              "quantization3@0": (Quantization, {"bits": 3, "rounding": "exact"})}
+    for task, (cls, fields) in expect.items():
+        p = protocols.get(task, size=32)
+        op, y = p.degrade(x, ["d/0"])
+        assert isinstance(op, cls) and not op.linear and fields.items() <= p.fields().items()
+        if p.rounding == "exact":
+            assert op.rounding == "smooth" and torch.equal(y, p.measurement_operator(["d/0"], x.shape)(x))
+            assert not torch.equal(y, op(x))
+    assert "oversample" not in protocols.get("denoise").fields()
+
+
+def test_linear_only_solvers_and_baselines_skip_nonlinear_tasks():
+    from pnp_restore.benchmarks.runner import _applies, resolve_solvers
+
+    fns = resolve_solvers(["ddrm", "dps", "pinv", "opencv_telea"])
+    phase, box = protocols.get("phase_retrieval@0", size=32), protocols.get("box_inpaint_center@0", size=32)
+    assert [n for n, (fn, *_) in fns.items() if _applies(n, fn, phase)] == ["dps"]
+    assert [n for n, (fn, *_) in fns.items() if _applies(n, fn, box)] == ["ddrm", "dps", "pinv", "opencv_telea"]

@@ -443,6 +443,8 @@ def supports(name: str, operator) -> bool:
     """
     if name not in BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    if not getattr(operator, "linear", True):
+        return False
     return name not in _TASK or _kind(operator) == _TASK[name]
 
 

@@ -16,6 +16,10 @@ written into each result row, so a row says exactly what was measured; bump
 | ``gaussian_deblur`` | 61x61 Gaussian, std 3.0 px | circular (FFT; exact SVD) | DPS kernel, DiffPIR boundary |
 | ``motion_deblur`` | 61x61 random camera shake, intensity 0.5 | circular (FFT; exact SVD) | DPS kernel, DiffPIR boundary |
 | ``denoise`` | identity | n/a | |
+| ``phase_retrieval`` | Fourier magnitude, oversampling 2 (zero padding), one run per image (no best-of-4) | n/a | DPS, DAPS |
+| ``jpeg10`` | JPEG quality 10, 4:2:0; y from the exact (hard-rounding) codec, solvers get the smooth one | replicate pad to 16 | RED-diff, ΠGDM |
+| ``hdr`` | dynamic-range clipping, scale 2 | n/a | DAPS, RED-diff |
+| ``quantization3`` | 3-bit quantisation; y exact, solvers get the smooth rounding | n/a | RED-diff |
 
 Box size and margin are fractions of the image side (0.5 and 1/16), so they are
 exactly DPS's 128 and 16 px at 256 px and scale with the benchmark size. Blur
@@ -68,6 +72,15 @@ class Protocol:
         kernel_size, kernel_std, intensity: blur kernel size (px), Gaussian std
             (px), motion-blur intensity.
         padding: blur boundary, ``"circular"`` or ``"reflect"``.
+        oversample, best_of: phase retrieval's oversampling and how many runs per image the
+            best is picked from (1: none; DPS and DAPS report best-of-4).
+        quality, subsampling: JPEG quality factor and chroma subsampling.
+        clip_scale: HDR gain before clipping; bits: quantisation bit depth.
+        rounding: rounding of the measurement's codec/quantiser (``"exact"``); the solvers'
+            operator uses the smooth one (a differentiable forward model).
+
+    The nonlinear fields (from ``oversample`` on) are left out of :meth:`fields` when unset,
+    so rows of the linear tasks keep their identity across versions.
     """
 
     name: str
@@ -86,6 +99,13 @@ class Protocol:
     kernel_std: float | None = None
     intensity: float | None = None
     padding: str | None = None
+    oversample: float | None = None
+    best_of: int | None = None
+    quality: int | None = None
+    subsampling: str | None = None
+    clip_scale: float | None = None
+    bits: int | None = None
+    rounding: str | None = None
 
     @property
     def id(self) -> str:
@@ -106,8 +126,8 @@ class Protocol:
         return None if self.task is Task.DENOISING else self.task
 
     def fields(self) -> dict:
-        """All fields (for result rows)."""
-        return dataclasses.asdict(self)
+        """All fields (for result rows); unset nonlinear fields left out."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k in _NONLINEAR_FIELDS and v is None)}
 
     def seed(self, key: str, purpose: str) -> int:
         """Stable 56-bit seed for image ``key`` (``<dataset>/<image>``) and a purpose (``"operator"``, ``"noise"``)."""
@@ -133,7 +153,25 @@ class Protocol:
         if self.kind == "motion_blur":
             kernels = [ops.motion_kernel(self.kernel_size, self.intensity, seed=s) for s in seeds]
             return ops.get(self.task, kernel=torch.stack(kernels), padding=self.padding)
-        return ops.get(self.task)
+        return self._nonlinear(ops, "smooth") if self.kind in _NONLINEAR_KINDS else ops.get(self.task)
+
+    def _nonlinear(self, ops, rounding: str):
+        """The nonlinear operator of this protocol, with ``rounding`` for JPEG / quantisation."""
+        if self.kind == "phase_retrieval":
+            return ops.get(self.task, oversample=self.oversample)
+        if self.kind == "jpeg":
+            return ops.get(self.task, quality=self.quality, subsampling=self.subsampling, rounding=rounding)
+        if self.kind == "hdr":
+            return ops.get(self.task, scale=self.clip_scale)
+        return ops.get(self.task, bits=self.bits, rounding=rounding)
+
+    def measurement_operator(self, keys: list[str], shape: tuple[int, ...]):
+        """The operator that makes ``y``: :meth:`operator`, except that JPEG and quantisation round exactly."""
+        from .. import operators as ops
+
+        if self.rounding is not None:
+            return self._nonlinear(ops, self.rounding)
+        return self.operator(keys, shape)
 
     def degrade(self, x: Tensor, keys: list[str]) -> tuple[object, Tensor]:
         """``(operator, y)`` with ``y = A x + sigma_y n`` for images x (B, C, H, W) named ``keys``.
@@ -145,7 +183,7 @@ class Protocol:
         if len(keys) != x.shape[0]:
             raise ConfigError(f"{len(keys)} image keys for a batch of {x.shape[0]}; pass one key per image")
         op = self.operator(keys, tuple(x.shape))
-        y = op(x)
+        y = self.measurement_operator(keys, tuple(x.shape))(x) if self.rounding is not None else op(x)
         if self.sigma_y > 0:
             noise = GaussianNoise(self.sigma_y)
             y = torch.cat([noise(y[i : i + 1], seed=self.seed(k, "noise")) for i, k in enumerate(keys)])
@@ -160,7 +198,13 @@ _KIND_TASKS = {
     "gaussian_blur": Task.GAUSSIAN_DEBLUR,
     "motion_blur": Task.MOTION_DEBLUR,
     "denoise": Task.DENOISING,
+    "phase_retrieval": Task.PHASE_RETRIEVAL,
+    "jpeg": Task.JPEG,
+    "hdr": Task.HDR,
+    "quantization": Task.QUANTIZATION,
 }
+_NONLINEAR_KINDS = ("phase_retrieval", "jpeg", "hdr", "quantization")
+_NONLINEAR_FIELDS = ("oversample", "best_of", "quality", "subsampling", "clip_scale", "bits", "rounding")
 
 _BOX = dict(kind="box_inpaint", box=0.5, margin=1 / 16)
 _BLUR = dict(kernel_size=61, padding="circular")
@@ -178,6 +222,10 @@ TASKS: dict[str, Protocol] = {
         Protocol("gaussian_deblur", "gaussian_blur", kernel_std=3.0, **_BLUR),
         Protocol("motion_deblur", "motion_blur", intensity=0.5, **_BLUR),
         Protocol("denoise", "denoise"),
+        Protocol("phase_retrieval", "phase_retrieval", oversample=2.0, best_of=1),
+        Protocol("jpeg10", "jpeg", quality=10, subsampling="4:2:0", rounding="exact"),
+        Protocol("hdr", "hdr", clip_scale=2.0),
+        Protocol("quantization3", "quantization", bits=3, rounding="exact"),
     )
 }
 

@@ -260,10 +260,16 @@ def _baseline(fn: Callable) -> SolverFn:
 
 def _applies(name: str, fn: SolverFn, proto: _protocols.Protocol) -> bool:
     """False for a baseline that cannot run on ``proto``'s operator (:func:`.baselines.supports`), e.g.
-    ``wiener`` on inpainting; the operator of a probe image stands for all (only its type matters)."""
+    ``wiener`` on inpainting, and for a registry solver that needs a linear operator on a nonlinear
+    task; the operator of a probe image stands for all (only its type matters)."""
+    operator = proto.operator(["probe/0"], (1, 3, proto.size, proto.size))
+    if getattr(fn, "takes_defaults", False):
+        from ..solvers import spec
+
+        return operator.linear or not spec(name).linear
     if not getattr(fn, "is_baseline", False):
         return True
-    return _baselines.supports(name, proto.operator(["probe/0"], (1, 3, proto.size, proto.size)))
+    return _baselines.supports(name, operator)
 
 
 def _custom(fn: Callable) -> SolverFn:
