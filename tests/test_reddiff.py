@@ -79,13 +79,17 @@ class WithPinv(NonlinearOperator):
 
 def test_start_is_the_pseudo_inverse_or_mid_grey():
     """With a negligible learning rate the output is the start: ``A^+ y_pm`` for a linear operator (so an
-    inpainting hole starts mid-grey, 0 on [-1, 1], as the code's ``H_pinv``), ``A^+(y)`` for a nonlinear
-    operator that has one, 0.5 for one without, and ``x_init`` when given."""
+    inpainting hole starts mid-grey, 0 on [-1, 1], as the code's ``H_pinv``), shrunk to
+    ``A^T y_pm / (1 + (2 sigma_y)^2)`` on measured pixels when sigma_y > 0 (the Tikhonov start), ``A^+(y)``
+    for a nonlinear operator that has one, 0.5 for one without, and ``x_init`` when given."""
     run = dict(sigma_y=0.0, steps=1, seed=0, lr=1e-12)
     op, y, *_ = problem("inpaint", 0.0)
     mask = operator("inpaint").forward(torch.ones(1, *SHAPE, dtype=torch.float64))
     out = reddiff(y, op, prior(), **run)
     assert (out - (y + 0.5 * (1 - mask))).abs().max() < 1e-9
+    _, y_noisy, *_ = problem("inpaint", 0.05)
+    out = reddiff(y_noisy, op, prior(), **{**run, "sigma_y": 0.05})
+    assert (out - from_pm1(mask * to_pm1(y_noisy) / (1 + 0.1**2))).abs().max() < 1e-9
     down, y_down, *_ = problem("down", 0.0)
     up = F.interpolate(y_down, scale_factor=2, mode="nearest")  # A^+ of 2x2 average pooling
     assert (reddiff(y_down, down, prior(), **run) - up).abs().max() < 1e-9
@@ -172,7 +176,8 @@ class NaNAfter(Prior):
 
 def test_nan_raises_divergence_error_naming_the_step():
     op, y, *_ = problem("down", 0.05)
-    with pytest.raises(DivergenceError, match=r"^reddiff diverged at step 3/10 \(sigma=.*\): .*try a smaller learning rate"):
+    match = r"^reddiff diverged at step 3/10 \(sigma=.*\): NaN/Inf in the iterate; try a smaller learning rate"
+    with pytest.raises(DivergenceError, match=match):
         reddiff(y, op, NaNAfter(prior(), 3), steps=10)
 
 

@@ -31,13 +31,14 @@ terms (``sigma_t^2 = (1 - ab_t) / ab_t``); the two are the same number. deepinv'
 ``PiGDMDataFidelity`` (deepinv/sampling/noisy_datafidelity.py, commit 437ab3b "PIGDM/MM", not in a
 release) uses the same ``r_t^2 = sigma_t^2 / (1 + sigma_t^2)``.
 
-Defaults and where they come from (reference implementation by two of the authors, NVlabs/RED-diff;
-the authors released no ΠGDM code of their own):
+Defaults and where they come from (the reference implementation is the ΠGDM baseline of RED-diff,
+Mardani, Song, Kautz & Vahdat 2023, the same four authors: NVlabs/RED-diff; there is no separate
+official ΠGDM release):
     steps = 100 (sample_test.sh: the ``algo=pgdm`` commands that set a step count, noisy inpainting
     and HDR, use ``exp.num_steps=100``; the others inherit the script's smoke-test 10, and
-    sample_batch.sh runs every algorithm at 1000; utils/functions.py ``get_timesteps``: ``skip = 1000 // num_steps``, t = 990, 980, ..., 0, then
-    models/diffusion.py ``alpha(-1) = 1``, i.e. a last step to ``ab = 1``: a DDPM prior's uniform
-    respacing gives that schedule);
+    sample_batch.sh runs every algorithm at 1000; utils/functions.py ``get_timesteps``:
+    ``skip = 1000 // num_steps``, t = 990, 980, ..., 0, then models/diffusion.py ``alpha(-1) = 1``,
+    i.e. a last step to ``ab = 1``: a DDPM prior's uniform respacing gives that schedule);
     eta = 1.0 (sample_test.sh and sample_batch.sh ``algo.eta=1.0`` in every pgdm command; also
     mandt-lab/c-pigdm _configs/algo/pgdm.yaml ``eta: 1.0``; RED-diff's own _configs/algo/pgdm.yaml
     has ``eta: 0.0``, which no published command uses);
@@ -59,9 +60,9 @@ Everything runs on [-1, 1] images: the residual is ``y_pm - A x0_pm`` (:meth:`Ru
 for a nonlinear ``h`` (which takes [0, 1] images) ``h^+`` differences are doubled to the [-1, 1] scale.
 Deviation: the reference ignores ``sigma_y`` in the guidance (its ``H_pinv`` form only); we use the
 paper's noisy form above, identical at ``sigma_y = 0``.
-Deviation: the reference starts from ``sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z``; we start from ``z`` as
-the paper's DDIM does (``ab_T = 4e-5`` at t = 990 of the linear schedule: a 0.6 % difference in the
-mean). Pass ``x_init=operator.pinv(y)`` for the reference's start.
+Deviation: the reference starts from ``sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z``; we start from ``z`` like
+the other solvers here (at t = 990 of the linear schedule ``sqrt(ab_T) = 0.007``). ``x_init=operator.pinv(y)``
+gives (up to ``A^+ A 1`` vs ``1``) the reference's start.
 Deviation: for its inpainting masks (``in2_*``) the reference also replaces the observed pixels of
 ``x0_hat`` by ``y`` and masks the guidance there; a task-specific step we leave out (the solver does
 not know which operators are masks).

@@ -81,6 +81,7 @@ from ..priors.base import Denoiser, Prior, karras_sigmas
 from ..tasks import Task
 from .common import (
     COMMON_RANGES,
+    MAX_STEPS,
     POSITIVE,
     Callback,
     CountingPrior,
@@ -97,13 +98,17 @@ Tensor = torch.Tensor
 #: ``sigma_min=0.002, sigma_max=80``; denoiser_edm.py clips the network's range to it).
 EDM_RANGE = (0.001, 40.0)
 
+#: The Langevin likelihood step of phase retrieval (phase_retrieval.py ``num_iters=100, gamma=1e-4`` on
+#: [-1, 1], i.e. ``1e-4 / 4`` on [0, 1]).
+LANGEVIN_STEPS, LANGEVIN_STEP = 100, 2.5e-5
+
 #: Per-task settings of the official commands.sh (``rho`` and ``rho_min`` halved to [0, 1]).
 PNPDM_TASKS: dict[Task, dict[str, float]] = {
     Task.GAUSSIAN_DEBLUR: {"rho": 5.0, "rho_decay": 0.9, "rho_min": 0.15},
     Task.MOTION_DEBLUR: {"rho": 5.0, "rho_decay": 0.9, "rho_min": 0.15},
     Task.SUPER_RESOLUTION: {"rho": 5.0, "rho_decay": 0.9, "rho_min": 0.15},
-    Task.PHASE_RETRIEVAL: {"rho": 5.0, "rho_decay": 0.9, "rho_min": 0.05, "langevin_steps": 100,
-                           "langevin_step": 2.5e-5},
+    Task.PHASE_RETRIEVAL: {"rho": 5.0, "rho_decay": 0.9, "rho_min": 0.05,
+                           "langevin_steps": LANGEVIN_STEPS, "langevin_step": LANGEVIN_STEP},
 }
 
 
@@ -122,7 +127,7 @@ def rho_schedule(steps: int, rho: float, rho_decay: float, rho_min: float) -> li
 
 def likelihood_step(
     operator: Operator, x: Tensor, y: Tensor, rho: float, sigma_y: float, rng: SampleRNG,
-    langevin_steps: int = 100, langevin_step: float = 2.5e-5,
+    langevin_steps: int = LANGEVIN_STEPS, langevin_step: float = LANGEVIN_STEP,
 ) -> Tensor:
     """A sample of ``p(z | x, y) ∝ exp(-||y - A(z)||^2 / (2 sigma_y^2) - ||z - x||^2 / (2 rho^2))``.
 
@@ -136,14 +141,17 @@ def likelihood_step(
         return operator.prox(x_pert, y_pert, 1.0 / rho**2, sigma_y)
     z, g = x, langevin_step
     for _ in range(langevin_steps):
-        with torch.enable_grad():
-            az, pullback = torch.func.vjp(operator.forward, z)
-            (grad,) = pullback((az - y) / sigma_y**2)
+        with torch.enable_grad():  # autograd.grad: ~30x faster than torch.func.vjp on small images
+            z_ = z.detach().requires_grad_(True)
+            az = operator.forward(z_)
+            (grad,) = torch.autograd.grad(az, z_, (az.detach() - y) / sigma_y**2)
         z = z - g * grad - (g / rho**2) * (z - x) + math.sqrt(2 * g) * rng.randn_like(z)
     return z
 
 
-def prior_step(den: CountingPrior, z: Tensor, rho: float, levels: list[float], rng: SampleRNG, sde: bool = True) -> Tensor:
+def prior_step(
+    den: CountingPrior, z: Tensor, rho: float, levels: list[float], rng: SampleRNG, sde: bool = True
+) -> Tensor:
     """A sample of ``p(x | z)`` for ``z = x + rho n``: the EDM Euler(-Maruyama) sampler from ``sigma = rho``
     through the ``levels`` below ``rho`` to 0 (denoiser_edm.py ``Denoiser_EDM.__call__``, linear schedule,
     no scaling). ``sde``: the reverse SDE (``lmbd = 2`` plus noise, none on the last step); else the ODE."""
@@ -162,7 +170,9 @@ def _check_options(options: dict[str, object]) -> dict[str, object]:
     hints = typing.get_type_hints(pnpdm)
     out = {k: check_value(k, v, hints[k], SPEC.ranges.get(k)) for k, v in options.items()}
     if out["rho_min"] > out["rho"]:
-        raise ConfigError(f"rho_min must be <= rho (the annealing goes down); got rho_min={out['rho_min']}, rho={out['rho']}")
+        raise ConfigError(
+            f"rho_min must be <= rho (the annealing goes down); got rho_min={out['rho_min']}, rho={out['rho']}"
+        )
     return out
 
 
@@ -179,8 +189,8 @@ def pnpdm(
     rho_min: float = 0.15,
     edm_steps: int = 100,
     sde: bool = True,
-    langevin_steps: int = 100,
-    langevin_step: float = 2.5e-5,
+    langevin_steps: int = LANGEVIN_STEPS,
+    langevin_step: float = LANGEVIN_STEP,
     seed: int | None = None,
     callback: Callback | None = None,
     x_init: Tensor | None = None,
@@ -223,7 +233,8 @@ def pnpdm(
     log = run.steps(len(rhos), f"try {what} or check the prior's denoise at sigma <= {rho}", pm1=False)
     x = check_x_init(x_init, run.x_shape, y)
     if x is None:
-        x = operator.pinv(y) if operator.linear else 0.5 + 0.5 * run.rng.randn(run.x_shape, device=y.device, dtype=y.dtype)
+        noise = None if operator.linear else run.rng.randn(run.x_shape, device=y.device, dtype=y.dtype)
+        x = operator.pinv(y) if operator.linear else 0.5 + 0.5 * noise  # N(0, I) on [-1, 1]
     for k, r in enumerate(rhos):
         z = likelihood_step(operator, x, y, r, sigma_y, run.rng, opts["langevin_steps"], opts["langevin_step"])
         x = prior_step(run.den, z, r, levels, run.rng, opts["sde"])
@@ -235,9 +246,20 @@ SPEC = SolverSpec(
     "pnpdm", pnpdm, "Wu et al., Principled Probabilistic Imaging using Diffusion Models as Plug-and-Play Priors, "
     "NeurIPS 2024", linear=False, prior="denoise",
     ranges={"rho": POSITIVE, "rho_min": POSITIVE, "rho_decay": Range(0.0, 1.0, lo_open=True),
-            "edm_steps": Range(1, COMMON_RANGES["steps"].hi), "langevin_steps": Range(1, COMMON_RANGES["steps"].hi),
+            "edm_steps": Range(1, MAX_STEPS), "langevin_steps": Range(1, MAX_STEPS),
             "langevin_step": POSITIVE},
     tasks=PNPDM_TASKS,
 )
 
-__all__ = ["EDM_RANGE", "PNPDM_TASKS", "SPEC", "edm_levels", "likelihood_step", "pnpdm", "prior_step", "rho_schedule"]
+__all__ = [
+    "EDM_RANGE",
+    "LANGEVIN_STEP",
+    "LANGEVIN_STEPS",
+    "PNPDM_TASKS",
+    "SPEC",
+    "edm_levels",
+    "likelihood_step",
+    "pnpdm",
+    "prior_step",
+    "rho_schedule",
+]

@@ -33,8 +33,9 @@ Defaults and where they come from (official code, NVlabs/RED-diff):
     A DDPM prior's own ``sigmas(steps)`` (uniform respacing) is exactly this schedule; other priors
     use their default schedule.
     Start ``mu = A^+ y_pm`` (``REDDIFF.initialize``: ``H.H_pinv(y_0)`` for every task, on [-1, 1], so
-    an inpainting hole starts at 0, i.e. mid-grey); the code's alternative, ``A^+ y`` diffused to the
-    first timestep, is commented out there and not offered.
+    an inpainting hole starts at 0, i.e. mid-grey), regularised when ``sigma_y > 0`` (see the deviation
+    below); the code's alternative, ``A^+ y`` diffused to the first timestep, is commented out there and
+    not offered (pass ``x_init`` for any other start).
     ``sigma_x0 = 0`` (reddiff.yaml: ``mu`` is perturbed by ``sigma_x0`` noise before use; not exposed),
     ``awd: True`` (the network's own ``eps`` prediction is used: :meth:`CountingPrior.vp` gives it
     for DDPM networks), ``cond_awd: False`` and ``eta`` (which enters only with ``cond_awd``): not exposed.
@@ -53,6 +54,13 @@ runs exactly). The code's gradients are ours divided by the batch size, which Ad
 normalisation cancels up to its ``eps = 1e-8``: identical for batch size 1.
 Deviation: the code returns ``x0_pred`` of its last iteration, i.e. ``mu`` *before* the last Adam
 step; we return ``mu`` after it (Algorithm 1 "return mu"), so the last denoiser call is used.
+Deviation: for a linear operator and ``sigma_y > 0`` the start is the Tikhonov-regularised
+pseudo-inverse ``argmin_x ||A x - y_pm||^2 / (2 (2 sigma_y)^2) + ||x||^2 / 2`` (``operator.prox``; the MAP
+under the N(0, I) law of x_T), which is ``A^+ y_pm`` when ``sigma_y = 0``. The code's ``H_pinv`` drops
+small singular values (below 3e-2 for its 1-D deblurring factors, 1e-3 for a general H); our operators'
+``pinv`` is exact, and on noisy ``y`` it amplifies the noise by ``1 / s`` (a 5-tap Gaussian blur of a
+16x16 image: ~200x the posterior mean's error), which Adam, moving ``mu`` by about ``lr`` per step,
+takes hundreds of steps to undo.
 Deviation: a nonlinear operator without a pseudo-inverse (the code's nonlinear ``H_pinv`` are ad hoc:
 ``0.5 y`` for HDR, ``|F^-1 y|`` for phase retrieval, ``y`` for JPEG) starts from ``mu = 0`` (mid-grey),
 unless ``x_init`` is given; one that implements ``pinv`` starts from ``2 A^+(y) - 1``.
@@ -113,15 +121,15 @@ REDDIFF_PARAMS: dict[Task, dict[str, float]] = {
 }
 
 
-def initial_mu(run: Run, x_init: Tensor | None) -> Tensor:
-    """The starting ``mu`` on [-1, 1]: ``x_init`` ([0, 1]), else ``A^+ y_pm`` (linear), ``2 A^+(y) - 1``
-    (a nonlinear operator with its own ``pinv``) or 0 (mid-grey)."""
+def initial_mu(run: Run, x_init: Tensor | None, sigma_y: float) -> Tensor:
+    """The starting ``mu`` on [-1, 1]: ``x_init`` ([0, 1]), else the regularised ``A^+ y_pm`` (linear; see
+    the module docstring), ``2 A^+(y) - 1`` (a nonlinear operator with its own ``pinv``) or 0 (mid-grey)."""
     x_init = check_x_init(x_init, run.x_shape, run.y)
     op = run.operator
     if x_init is not None:
         return to_pm1(x_init)
-    if op.linear:
-        return op.pinv(run.y_pm).to(run.y)
+    if op.linear:  # argmin ||A x - y_pm||^2 / (2 (2 sigma_y)^2) + ||x||^2 / 2: A^+ y_pm when sigma_y = 0
+        return op.prox(run.zeros(), run.y_pm, 1.0, 2.0 * float(sigma_y)).to(run.y)
     if isinstance(op, NonlinearOperator) and type(op).pinv is not NonlinearOperator.pinv:
         return to_pm1(op.pinv(run.y)).to(run.y)
     return run.zeros()
@@ -155,8 +163,8 @@ def reddiff(
             differentiated, by autograd; ``pinv`` gives the start where the operator has one).
         prior: a :class:`~pnp_restore.priors.base.Prior`, or any object with ``denoise(x, sigma)``
             (not differentiated).
-        sigma_y: measurement noise std on [0, 1] (unused by the update, as in the official code; ``lam``
-            sets the balance; kept for a uniform API).
+        sigma_y: measurement noise std on [0, 1]; it only regularises the start (the update does not use
+            it, as in the official code: ``lam`` sets the balance).
         steps: number of Adam steps = denoiser calls (default 1000, one per DDPM timestep).
         lam: weight of the score-matching regulariser (the code's ``grad_term_weight``); per-task
             values in :data:`REDDIFF_PARAMS`.
@@ -165,18 +173,20 @@ def reddiff(
             (one of :data:`WEIGHTS`; the code's ``denoise_term_weight``).
         seed: sample i uses seed ``seed + i`` (the regulariser's noise).
         callback: ``callback(info)`` per step with ``x`` = ``mu`` and ``x0`` = the denoised ``x_t`` ([0, 1]).
-        x_init: optional [0, 1] start for ``mu`` (default: ``A^+ y``, see the module docstring).
+        x_init: optional [0, 1] start for ``mu`` (default: the pseudo-inverse, see the module docstring).
         sigmas: override of the [0, 1]-scale noise levels, visited in the given (decreasing) order.
 
     Returns:
         (B, C, H, W) the final ``mu`` on [0, 1] (not clamped).
     """
-    lam, lr, weight = (check_value(k, v, t, SPEC.ranges[k]) for k, v, t in (("lam", lam, float), ("lr", lr, float), ("weight", weight, str)))
+    lam = check_value("lam", lam, float, SPEC.ranges["lam"])
+    lr = check_value("lr", lr, float, SPEC.ranges["lr"])
+    weight = check_value("weight", weight, str, SPEC.ranges["weight"])
     run = setup(SPEC, y, operator, prior, sigma_y=sigma_y, steps=steps, sigmas=sigmas, seed=seed, callback=callback)
     levels, den, rng = run.sigmas[:-1], run.den, run.rng  # RED-diff never calls the denoiser at sigma = 0
     log = run.steps(len(levels), f"try a smaller learning rate (lr={lr}) or lambda (lam={lam})")
     with torch.no_grad():
-        mu = initial_mu(run, x_init).clone()
+        mu = initial_mu(run, x_init, sigma_y).clone()
     mu.requires_grad_(True)
     adam = torch.optim.Adam([mu], lr=lr, betas=ADAM_BETAS, weight_decay=0.0)
     for i, s in enumerate(levels):
@@ -185,7 +195,7 @@ def reddiff(
         with torch.no_grad():
             eps = rng.randn_like(mu)
             x0, eps_hat = den.vp(math.sqrt(ab) * mu + math.sqrt(1 - ab) * eps, s)
-            direction = eps_hat
+            direction = eps_hat - eps
         with torch.enable_grad():
             loss = per_image_mean(run.residual(mu).pow(2)) / 2 + w * per_image_mean(direction * mu)
             adam.zero_grad(set_to_none=True)
@@ -196,7 +206,8 @@ def reddiff(
 
 
 SPEC = SolverSpec(
-    "reddiff", reddiff, "Mardani et al., A Variational Perspective on Solving Inverse Problems with Diffusion Models, ICLR 2024",
+    "reddiff", reddiff,
+    "Mardani et al., A Variational Perspective on Solving Inverse Problems with Diffusion Models, ICLR 2024",
     linear=False, prior="vp",
     ranges={"lam": Range(0.0), "lr": POSITIVE, "weight": Choices(tuple(WEIGHTS))},
     tasks=REDDIFF_PARAMS,
