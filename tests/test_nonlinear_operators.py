@@ -14,7 +14,7 @@ itself made. ``JPEG_CASES`` holds the per-case measurements the test bounds (x 1
 libjpeg's fixed-point DCT, whose coefficients round to a neighbouring level now and then.
 
 Limits from deterministic measurements carry a 30 % margin; the DPS misfit limits come from 50
-problems (``python tests/test_nonlinear_operators.py`` writes tests/data/calibration_nonlinear_operators.json).
+problems (``python tests/calibration/calibrate.py nonlinear_operators`` writes tests/data/calibration_nonlinear_operators.json).
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def dps_misfit_ratios(name: str, count: int = 1) -> list[float]:
 def test_dps_reduces_the_data_misfit(name):
     """DPS (which takes any Operator) on an 8x8 Gaussian prior, 4 samples, 200 steps, problem 0: every sample's
     misfit ||A(x) - y|| is a fraction of that of the unguided sampler (zeta = 0, same seeds). The limit is the
-    largest ratio over 50 problems x 4 samples x 1.3 (``python tests/test_nonlinear_operators.py`` writes
+    largest ratio over 50 problems x 4 samples x 1.3 (``python tests/calibration/calibrate.py nonlinear_operators`` writes
     tests/data/calibration_nonlinear_operators.json); it must stay below 1 to mean anything."""
     bound = limit("nonlinear_operators", f"dps/{name}/ratio_max")
     assert bound < 1.0
@@ -466,20 +466,10 @@ def test_dps_reduces_the_data_misfit(name):
     assert ratio < bound, (ratio, bound)
 
 
-def calibrate() -> None:
-    """Measure the DPS misfit ratios on problems 0..DPS_PROBLEMS-1 and write their limits (max x 1.3)."""
-    import json
-
-    from calibrated import section_path, summarize
+def calibrate() -> dict[str, dict]:
+    """The DPS misfit ratios on problems 0..DPS_PROBLEMS-1 and their limits (max x 1.3); written to
+    tests/data/calibration_nonlinear_operators.json by ``python tests/calibration/calibrate.py nonlinear_operators``."""
+    from calibrated import summarize
 
     seeds = f"problems 0-{DPS_PROBLEMS - 1} (truth seed 100+j), solver seeds {DPS_SAMPLES}j..{DPS_SAMPLES}j+3"
-    out = {f"dps/{n}/ratio_max": summarize(dps_misfit_ratios(n, DPS_PROBLEMS), seeds) for n in DPS_CASES}
-    path = section_path("nonlinear_operators")
-    path.write_text(json.dumps({"nonlinear_operators": out}, indent=1, sort_keys=True) + "\n")
-    for key, entry in out.items():
-        print(key, {k: entry[k] for k in ("min", "median", "max", "limit")})
-
-
-if __name__ == "__main__":
-    torch.set_num_threads(1)
-    calibrate()
+    return {f"dps/{n}/ratio_max": summarize(dps_misfit_ratios(n, DPS_PROBLEMS), seeds) for n in DPS_CASES}

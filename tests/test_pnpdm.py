@@ -1,6 +1,6 @@
 """PnP-DM (pnp_restore.solvers.pnpdm): batches, dtypes, nonlinear operators, options, divergence.
 
-The statistical limits of the nonlinear test come from ``python tests/test_posterior_pnpdm.py``
+The statistical limits of the nonlinear test come from ``python tests/calibration/calibrate.py pnpdm_extra``
 (tests/data/calibration_pnpdm_extra.json, section ``pnpdm_extra``: 50 problems, max x 1.3 / min / 1.3).
 The exactness checks on Gaussian problems are in tests/test_posterior_pnpdm.py.
 """

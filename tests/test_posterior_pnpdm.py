@@ -10,22 +10,18 @@ calibrated ones. ``ratio`` near 1 would mean the data are ignored.
 
 Limits: ``python tests/calibration/calibrate.py posterior_pnpdm`` (this module's ``SAMPLER_CASES`` on
 problems 0..49, tests/data/calibration_posterior_pnpdm.json) and, for the likelihood step and the
-nonlinear test of tests/test_pnpdm.py, ``python tests/test_posterior_pnpdm.py`` (50 seeds,
+nonlinear test of tests/test_pnpdm.py, ``python tests/calibration/calibrate.py pnpdm_extra`` (50 seeds,
 tests/data/calibration_pnpdm_extra.json, section ``pnpdm_extra``); limit = max x 1.3 (lower
 bounds min / 1.3), see tests/calibrated.py.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-
 import pytest
 import torch
 
 import test_posterior as post
-from calibrated import limit, section_path, summarize
+from calibrated import limit, summarize
 from pnp_restore._rng import SampleRNG
 from pnp_restore.operators.base import FunctionOperator
 from pnp_restore.solvers.pnpdm import likelihood_step, pnpdm
@@ -129,11 +125,3 @@ def calibrate_extra() -> dict[str, dict]:
     out["nonlinear/fit_max"] = summarize(got["fit"], seeds, "upper")
     out["nonlinear/err_ratio"] = summarize(got["err_ratio"], seeds, "upper")
     return out
-
-
-if __name__ == "__main__":  # python tests/test_posterior_pnpdm.py: writes tests/data/calibration_pnpdm_extra.json
-    torch.set_num_threads(1)
-    t = time.time()
-    table = {"generated_by": "python tests/test_posterior_pnpdm.py", EXTRA: calibrate_extra()}
-    section_path(EXTRA).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    print(f"{section_path(EXTRA)}: {time.time() - t:.0f} s", file=sys.stderr)

@@ -12,7 +12,7 @@ from pnp_restore.operators.base import DenseSVDOperator, FunctionOperator
 from pnp_restore.priors.base import Prior
 from pnp_restore.priors.gaussian import GaussianPrior, squared_exponential_cov
 from pnp_restore.restoration import restore, solver_options
-from pnp_restore.solvers import ddim, ddnm, ddpm, ddrm, diffpir, dps, pnp_admm
+from pnp_restore.solvers import daps, ddim, ddnm, ddpm, ddrm, diffpir, dps, pigdm, pnp_admm, pnpdm, reddiff
 from pnp_restore.solvers.common import schedule
 from pnp_restore.solvers.ddnm import time_travel_indices
 from pnp_restore.solvers.diffpir import DIFFPIR_PARAMS, diffpir_timesteps
@@ -52,6 +52,11 @@ CASES = {
     "dps": (dps, {"steps": 8, "zeta": 0.3}, False),
     "diffpir": (diffpir, {"steps": 8}, False),
     "pnp_admm": (pnp_admm, {"steps": 8}, False),
+    # one network call per step (ode_steps / edm_steps 1), so "step k" of a NaN is the k-th call
+    "daps": (daps, {"steps": 8, "ode_steps": 1, "langevin_steps": 5, "tau": None, "lr": 1e-3}, False),
+    "pigdm": (pigdm, {"steps": 8}, False),
+    "reddiff": (reddiff, {"steps": 8}, False),
+    "pnpdm": (pnpdm, {"steps": 8, "edm_steps": 1}, False),
 }
 
 
@@ -319,7 +324,10 @@ def test_nfe_is_the_number_of_prior_calls(name):
     _, svd_op, y = problem()
     p = NaNAfter(prior(), 10**9)  # counts its denoise calls
     seen = []
-    kw = {"travel_length": 2, "travel_repeat": 2} if name == "ddnm" else {}
+    # DDNM's time-travel makes 2 more calls; DAPS makes ode_steps (5) per step; PnP-DM runs the EDM levels
+    # below each step's rho (259 of its 100-level grid here)
+    kw = {"ddnm": {"travel_length": 2, "travel_repeat": 2}, "daps": {"tau": None}}.get(name, {})
+    calls = {"ddnm": 6, "daps": 4 * 5, "pnpdm": 259}.get(name, 4)
     _, info = restore(y, svd_op, p, name, sigma_y=0.02, steps=4, seed=0, callback=seen.append, return_info=True,
                       **kw)  # fmt: skip
-    assert info["nfe"] == p.calls == seen[-1]["nfe"] == (6 if name == "ddnm" else 4)  # time-travel: 2 more
+    assert info["nfe"] == p.calls == seen[-1]["nfe"] == calls

@@ -1,4 +1,4 @@
-"""Training-free solvers: DDPM/DDIM, DPS, DDRM, DDNM(+), DiffPIR, PnP-ADMM.
+"""Training-free solvers: DDPM/DDIM, DPS, DDRM, DDNM(+), DiffPIR, PnP-ADMM, DAPS, ΠGDM, RED-diff, PnP-DM.
 
 Each restoration solver is a plain function
 ``solver(y, operator, prior, *, sigma_y=0.0, steps=..., seed=None, callback=None, x_init=None, **hyper) -> x``
@@ -16,21 +16,32 @@ from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..tasks import Task, parse_task
+from . import daps as _daps
 from . import ddnm as _ddnm
 from . import ddrm as _ddrm
 from . import diffpir as _diffpir
 from . import dps as _dps
+from . import pigdm as _pigdm
 from . import pnp_admm as _pnp_admm
+from . import pnpdm as _pnpdm
+from . import reddiff as _reddiff
 from .common import COMMON_RANGES, SolverSpec, check_value
+from .daps import DAPS_PRESETS, DAPS_TASKS, daps
 from .ddnm import ddnm
 from .ddpm import ddim, ddpm
 from .ddrm import ddrm
 from .diffpir import DIFFPIR_PARAMS, diffpir, diffpir_timesteps  # noqa: F401
 from .dps import DPS_SCALES, dps
+from .pigdm import pigdm
 from .pnp_admm import pnp_admm
+from .pnpdm import PNPDM_TASKS, pnpdm
+from .reddiff import REDDIFF_PARAMS, reddiff
 
 #: The restoration solvers, in the order they are offered.
-REGISTRY: tuple[SolverSpec, ...] = (_ddrm.SPEC, _ddnm.SPEC, _dps.SPEC, _diffpir.SPEC, _pnp_admm.SPEC)
+REGISTRY: tuple[SolverSpec, ...] = (
+    _ddrm.SPEC, _ddnm.SPEC, _dps.SPEC, _diffpir.SPEC, _pnp_admm.SPEC,
+    _daps.SPEC, _pigdm.SPEC, _reddiff.SPEC, _pnpdm.SPEC,
+)  # fmt: skip
 
 #: name -> :class:`SolverSpec`
 SPECS: dict[str, SolverSpec] = {s.name: s for s in REGISTRY}
@@ -57,9 +68,11 @@ def get(name: str) -> Callable:
 def task_defaults(name: str, task: str | Task | None) -> dict:
     """The paper's hyper-parameters of solver ``name`` for ``task`` (may include ``steps``).
 
-    DPS tunes ``zeta`` per task (:data:`DPS_SCALES`) and DiffPIR ``lam``, ``zeta`` and the number
-    of steps (:data:`DIFFPIR_PARAMS`); the other solvers publish one setting, so this is ``{}`` for
-    them, for tasks without published settings and for ``task=None``.
+    DPS tunes ``zeta`` per task (:data:`DPS_SCALES`), DiffPIR ``lam``, ``zeta`` and the number
+    of steps (:data:`DIFFPIR_PARAMS`), DAPS its Langevin (:data:`DAPS_TASKS`), RED-diff its step
+    size (:data:`REDDIFF_PARAMS`) and PnP-DM its coupling schedule (:data:`PNPDM_TASKS`); the other
+    solvers publish one setting, so this is ``{}`` for them, for tasks without published settings
+    and for ``task=None``.
     """
     tasks = spec(name).tasks
     task = parse_task(task)
@@ -102,7 +115,15 @@ def validate_args(solver: str, **args) -> dict:
 
 
 __all__ = [
+    "DAPS_PRESETS",
+    "DAPS_TASKS",
     "DIFFPIR_PARAMS",
+    "PNPDM_TASKS",
+    "REDDIFF_PARAMS",
+    "daps",
+    "pigdm",
+    "pnpdm",
+    "reddiff",
     "DPS_SCALES",
     "REGISTRY",
     "SOLVERS",

@@ -11,6 +11,7 @@ over levels ``sigma_0 > ... > sigma_{N-1}`` in the variance-exploding (EDM) form
 2. ``x0_y``: Langevin dynamics on ``p(x0 | x_t, y) ~ p(y | x0) N(x0; x0_hat, sigma_i^2 I)``
    started at ``x0_hat``: ``langevin_steps`` steps
    ``x0 += lr_i (-grad ||A(x0) - y||^2 / tau_code^2 - (x0 - x0_hat) / sigma_i^2) + sqrt(2 lr_i) z``
+   (images and ``sigma_i`` on the code's [-1, 1] scale, where our ``sigma_i`` is doubled),
    whose data gradient is autograd through the operator only (never the network), so any
    differentiable :class:`~pnp_restore.operators.base.Operator` works;
 3. ``x_{t_{i+1}} = x0_y + sigma_{i+1} n`` (fresh noise: consecutive levels are decoupled).
@@ -58,8 +59,14 @@ efficiency study, Sec. 5 / appendix; not in the official configs). A preset sets
 ``ode_steps``; explicit values win (``steps`` counts as explicit when it differs from its default
 200, since ``restore()`` always passes the default).
 
+Stability: the Langevin is explicit Euler on a data term of curvature ``||A||^2 / (4 tau^2)`` ([-1, 1]
+scale), so it is stable only while ``lr ||A||^2 < 8 tau^2``. The published ``lr = 1e-4`` with the code's
+``tau`` sits exactly at that limit for ``||A|| = 1`` (the decaying ``lr`` then keeps it stable); an operator
+with a gain above 1 (a reflect-padded blur: 1.14) diverges with the published values, as it would in the
+official code. With ``tau=None`` choose ``lr`` below ``8 sigma_y^2 / ||A||^2``.
 Deviation: the official Langevin returns zeros for the whole batch when an iterate turns NaN
-(cores/mcmc.py ``sample``); we stop with a :class:`~pnp_restore.errors.DivergenceError` naming the step.
+(cores/mcmc.py ``sample``); we stop with a :class:`~pnp_restore.errors.DivergenceError` naming the step,
+also when the iterate blows up while still finite (beyond :data:`BLOWUP`).
 Deviation: ``x_init`` (optional) starts the annealing at ``x_init + sigma_0 n`` instead of the code's
 pure noise (SDEdit-style, as the other solvers here).
 Note: every quantity is per sample (the code's loss is summed over the batch, whose gradient is
@@ -77,7 +84,7 @@ from collections.abc import Iterator
 import torch
 
 from .._rng import SampleRNG
-from ..errors import ConfigError
+from ..errors import ConfigError, DivergenceError
 from ..operators.base import Operator
 from ..priors.base import Denoiser
 from ..tasks import Task
@@ -127,6 +134,9 @@ DAPS_TASKS: dict[Task, dict[str, float]] = {
 }
 
 DEFAULT_STEPS = 200
+
+#: a Langevin iterate beyond this ([0, 1] images) has diverged, even while still finite
+BLOWUP = 1e4
 
 
 def edm_sigmas(sigma_max: float, sigma_min: float, points: int, rho: float) -> list[float]:
@@ -270,13 +280,23 @@ def daps(
             f"the last annealing level {sig[n - 1]:.4g} is not above ode_sigma_min={ode_sigma_min}; "
             "lower ode_sigma_min or raise sigma_min"
         )
-    log = run.steps(n, f"try a smaller lr (lr={lr}) or a larger tau (tau={tau:.4g})", pm1=False)
+    hint = (
+        f"the Langevin is stable only while lr ||A||^2 < 8 tau^2: try a smaller lr (lr={lr:g}) "
+        f"or a larger tau (tau={tau:.4g})"
+    )
+    log = run.steps(n, hint, pm1=False)
     x_init = check_x_init(x_init, run.x_shape, y)
     x = (0.5 if x_init is None else x_init) + sig[0] * rng.randn(run.x_shape, device=y.device, dtype=y.dtype)
     for i in range(n):
         x0_hat = ode_x0(run, x, sig[i], ode_steps, ode_sigma_min, rho)
         step_lr = lr * (1.0 + i / (n + 1) * (lr_min_ratio - 1.0))
         x0 = from_pm1(langevin(run, to_pm1(x0_hat), sig[i], langevin_steps, step_lr, tau))
+        peak = float(x0.abs().max())
+        if peak > BLOWUP:  # diverging geometrically but still finite (NaN/Inf: ``log`` below)
+            raise DivergenceError(
+                f"daps diverged at step {i + 1}/{n} (sigma={sig[i]:.4g}): the Langevin iterate reached "
+                f"{peak:.3g}; {hint}"
+            )
         x = x0 + sig[i + 1] * rng.randn_like(x0) if sig[i + 1] > 0 else x0
         log(i, sig[i], x, x0, x0_hat=x0_hat)
     return x

@@ -8,6 +8,8 @@ Usage (single-threaded, ~30 min in all; a section alone keeps the other's entrie
   n samples each, and PnP-ADMM's default schedule on the same 50 problems.
 * ``posterior_<name>``: the ``SAMPLER_CASES`` of tests/test_posterior_<name>.py (a solver added
   later brings its own module and its own file, tests/data/calibration_posterior_<name>.json).
+* ``nonlinear_operators``, ``pnpdm_extra``: metrics measured by a test module's own function
+  (:data:`EXTRA`): DPS's misfit on the nonlinear operators; PnP-DM's likelihood step and nonlinear runs.
 * ``integration``: every (solver, operator) pair of tests/test_integration.py on images 0..99
   (50 seeds x the tests' 2 images).
 
@@ -70,9 +72,9 @@ def posterior() -> dict[str, dict]:
 
 def integration(only: list[str] | None = None) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    count = integ.IMAGES
-    seeds = f"images 0-{count - 1} (truth seed i, noise seed 10+i, solver seed i)"
     for solver in only or integ.SOLVERS:
+        count = integ.CALIBRATION_IMAGES.get(solver, integ.IMAGES)
+        seeds = f"images 0-{count - 1} (truth seed i, noise seed 10+i, solver seed i)"
         for op_name, make in integ.OPERATORS.items():
             if not integ.works(solver, make()):
                 continue
@@ -110,6 +112,9 @@ def sampler_module(section: str) -> dict[str, dict]:
 
 
 SECTIONS = {"posterior": posterior, "integration": integration}
+#: sections measured by a test module's own function (module, function returning the section's entries)
+EXTRA = {"nonlinear_operators": ("test_nonlinear_operators", "calibrate"),
+         "pnpdm_extra": ("test_posterior_pnpdm", "calibrate_extra")}  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -122,6 +127,9 @@ def main(argv: list[str]) -> None:
             solvers = only.split(",")
             kept = {k: v for k, v in table.get(section, {}).items() if k.split("/")[0] not in solvers}
             entries = {**kept, **integration(solvers)}
+        elif section in EXTRA:
+            module, function = EXTRA[section]
+            entries = getattr(importlib.import_module(module), function)()
         else:
             entries = SECTIONS[section]() if section in SECTIONS else sampler_module(section)
         table["generated_by"] = "python tests/calibration/calibrate.py"
