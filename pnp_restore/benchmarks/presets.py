@@ -1,8 +1,10 @@
 """Named benchmark presets (keyword arguments of :func:`pnp_restore.benchmarks.run`).
 
 ``quick``: a CPU smoke benchmark (minutes on 2 cores): 64 px centre crops, the
-first 3 images of each dataset, four tasks at one noise level, 20 steps for
-every diffusion solver and PnP-ADMM (far below DPS's published 1000), the built-in prior,
+first 3 images of each dataset, four linear tasks at one noise level and the four
+nonlinear ones (:data:`QUICK_NONLINEAR`), 20 steps for every diffusion solver and
+PnP-ADMM (far below DPS's published 1000; DAPS: 20 annealing steps x 5 ODE steps;
+PnP-DM: 20 iterations of at most 10 EDM levels), the built-in prior,
 the two cheap generic baselines (pinv, ADMM-TV) and the classical tools of each
 task (:data:`QUICK_CLASSICAL`: OpenCV Telea / Navier-Stokes and biharmonic
 inpainting, bicubic / Lanczos upsampling, Wiener and Richardson-Lucy
@@ -32,10 +34,17 @@ from ..errors import ConfigError
 #: which Richardson-Lucy (30 iterations) takes 0.94 s; ADMM-TV alone takes 5.7 s.
 QUICK_CLASSICAL = ["opencv_telea", "opencv_ns", "biharmonic", "bicubic", "lanczos", "wiener", "richardson_lucy"]
 
+#: the nonlinear tasks of ``quick`` (only the solvers that take a nonlinear operator run them).
+QUICK_NONLINEAR = ["phase_retrieval@0.025", "jpeg10@0", "hdr@0.025", "quantization3@0"]
+
 PRESETS: dict[str, dict] = {
     "quick": {
-        "tasks": ["sr4_bicubic@0.025", "box_inpaint_center@0.025", "random_inpaint_70@0.025", "gaussian_deblur@0.025"],
-        "solvers": ["ddrm", "ddnm", "diffpir", "dps", "pnp_admm", "pinv", "admm_tv", *QUICK_CLASSICAL],
+        "tasks": ["sr4_bicubic@0.025", "box_inpaint_center@0.025", "random_inpaint_70@0.025", "gaussian_deblur@0.025",
+                  *QUICK_NONLINEAR],
+        "solvers": ["ddrm", "ddnm", "diffpir", "dps", "pnp_admm", "daps", "pigdm", "reddiff", "pnpdm", "pinv", "admm_tv",
+                    *QUICK_CLASSICAL],
+        # PnP-DM runs an EDM sampler of up to 100 levels in each of its steps: 10 keep it at ~DAPS's cost
+        "solver_options": {"pnpdm": {"edm_steps": 10}},
         "priors": ["builtin"],
         "size": 64,
         "images": 3,
@@ -44,7 +53,7 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "tasks": ["all"],
-        "solvers": ["dps", "ddrm", "ddnm", "diffpir", "pnp_admm", "pinv", "admm_tv"],
+        "solvers": ["dps", "ddrm", "ddnm", "diffpir", "pnp_admm", "daps", "pigdm", "reddiff", "pnpdm", "pinv", "admm_tv"],
         "priors": ["builtin"],
         "size": 256,
         "images": None,
