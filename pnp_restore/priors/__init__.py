@@ -1,9 +1,10 @@
 """Priors: denoisers ``denoise(x, sigma) -> E[x0 | x]`` on the [0, 1] image scale.
 
 ``load(source)`` gives a pretrained prior (see ``docs/priors.md``); ``available()`` lists
-the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own. One module per
-format (``adm``, ``builtin``, ``diffusers``, ``edm``) reads its checkpoints with the helpers
-of ``checkpoints``; ``load`` only dispatches to them.
+the known ones. ``DDPMPrior`` and ``EDMPrior`` wrap networks of your own; ``LatentPrior``
+(Stable Diffusion-type pipelines) denoises VAE latents. One module per format (``adm``,
+``builtin``, ``diffusers``, ``edm``, ``latent``) reads its checkpoints with the helpers of
+``checkpoints``; ``load`` only dispatches to them, and ``download`` fetches what is missing.
 """
 
 from .base import Denoiser, Prior, karras_sigmas, range_sigmas, sigma_from_alpha_bar, sigma_tensor, vp_alpha_bar
@@ -14,7 +15,8 @@ from .registry import available
 from .schedules import DiscreteVPSchedule, betas
 from .wrappers import PaddedPrior, TiledPrior
 
-_LAZY = {"GaussianPrior": ".gaussian", "GaussianMixturePrior": ".gaussian", "ADMUNet": ".adm", "load_builtin": ".builtin"}
+_LAZY = {"GaussianPrior": ".gaussian", "GaussianMixturePrior": ".gaussian", "ADMUNet": ".adm", "load_builtin": ".builtin",
+         "LatentPrior": ".latent"}
 
 
 def __getattr__(name: str):
@@ -28,5 +30,5 @@ def __getattr__(name: str):
 __all__ = [
     "Denoiser", "Prior", "karras_sigmas", "range_sigmas", "sigma_tensor", "vp_alpha_bar", "sigma_from_alpha_bar",
     "load", "available", "DDPMPrior", "EDMPrior", "DiscreteVPSchedule", "betas",
-    "PaddedPrior", "TiledPrior", "GaussianPrior", "GaussianMixturePrior", "ADMUNet",
+    "PaddedPrior", "TiledPrior", "GaussianPrior", "GaussianMixturePrior", "ADMUNet", "LatentPrior",
 ]

@@ -31,8 +31,9 @@ from .checkpoints import first_line
 CHUNK = 1 << 20
 CONFIG_PATTERNS = ("model_index.json", "config.json", "*/config.json", "scheduler_config.json",
                    "scheduler/scheduler_config.json", "tokenizer/*")
-COMPONENTS = ("", "unet", "vae", "text_encoder")  # the folders a prior reads weights from
+COMPONENTS = ("", "unet", "vae", "vqvae", "text_encoder")  # the folders a prior reads weights from
 WEIGHT_STEMS = ("diffusion_pytorch_model", "model")
+WEIGHT_SUFFIXES = (".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin")
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -54,7 +55,7 @@ def hub_patterns(files: Iterable[str], half: bool = False) -> list[str]:
     (fp16 first when ``half``). Nothing else: no EMA / non-EMA duplicates, single-file ``.ckpt``
     exports, safety checkers or ONNX / Flax weights."""
     files = set(files)
-    order = [".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"]
+    order = list(WEIGHT_SUFFIXES)
     if half:
         order = [".fp16.safetensors", ".safetensors", ".fp16.bin", ".bin"]
     chosen = []
@@ -67,8 +68,26 @@ def hub_patterns(files: Iterable[str], half: bool = False) -> list[str]:
     return [*CONFIG_PATTERNS, *chosen]
 
 
+def snapshot_complete(folder: Path) -> bool:
+    """Whether a cached snapshot has a config and a weight file for each model component it needs
+    (those named in ``model_index.json``, else the folder itself) and its tokenizer; an interrupted
+    ``snapshot_download`` leaves a snapshot without some of them."""
+    from .checkpoints import read_config
+
+    index = read_config(folder / "model_index.json") if (folder / "model_index.json").is_file() else None
+    parts = [c for c in COMPONENTS if c and (index or {}).get(c)] if index is not None else [""]
+    for part in parts:
+        sub = folder / part
+        if not (sub / "config.json").is_file() or not any(
+            (sub / f"{stem}{suffix}").is_file() for stem in WEIGHT_STEMS for suffix in WEIGHT_SUFFIXES
+        ):
+            return False
+    return not (index or {}).get("tokenizer") or any((folder / "tokenizer").glob("*"))
+
+
 def hub_snapshot(hub_id: str, *, offline: bool | None = None, half: bool = False) -> Path:
-    """Local folder of hub repo ``hub_id``: the cached snapshot, else downloaded now (see the module docstring).
+    """Local folder of hub repo ``hub_id``: the cached snapshot if complete (:func:`snapshot_complete`)
+    or offline, else downloaded now (see the module docstring; completes an interrupted snapshot).
 
     Raises:
         CheckpointError: one line; not cached while offline, or the download failed.
@@ -76,8 +95,8 @@ def hub_snapshot(hub_id: str, *, offline: bool | None = None, half: bool = False
     from .registry import hub_folder
 
     folder = hub_folder(hub_id)
-    if folder is not None:
-        return folder
+    if folder is not None and (is_offline(offline) or snapshot_complete(folder)):
+        return folder  # offline, an incomplete snapshot fails in its loader with what is missing
     if is_offline(offline):
         raise CheckpointError(f"{hub_id} is not in the local Hugging Face cache and offline mode is on: {fetch_hint(hub_id)}")
     import huggingface_hub
@@ -86,7 +105,9 @@ def hub_snapshot(hub_id: str, *, offline: bool | None = None, half: bool = False
         patterns = hub_patterns(huggingface_hub.list_repo_files(hub_id), half)
         return Path(huggingface_hub.snapshot_download(hub_id, allow_patterns=patterns))
     except Exception as e:  # RepositoryNotFoundError, HTTP / connection errors...
-        raise CheckpointError(f"cannot download {hub_id} ({first_line(e)}); check the id and the network, or {fetch_hint(hub_id)}") from None
+        raise CheckpointError(
+            f"cannot download {hub_id} ({first_line(e)}); check the id and the network, or {fetch_hint(hub_id)}"
+        ) from None
 
 
 def sha256_of(path: Path) -> str:
@@ -182,4 +203,4 @@ def fetch_file(url: str, dest: Path, sha256: str | None = None, *, offline: bool
     return dest
 
 
-__all__ = ["is_offline", "hub_snapshot", "hub_patterns", "fetch_file", "sha256_of", "fetch_hint"]
+__all__ = ["is_offline", "hub_snapshot", "hub_patterns", "fetch_file", "sha256_of", "fetch_hint", "snapshot_complete"]

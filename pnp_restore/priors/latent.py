@@ -9,6 +9,9 @@ A pipeline folder (``StableDiffusionPipeline.save_pretrained`` layout, or a hub 
   and ``shift_factor`` (``z = (mean - shift) * scale``, as diffusers' pipelines do);
 * the ``UNet2DConditionModel`` with its text conditioning fixed at load time (``prompt``, default
   ``""``; classifier-free guidance ``guidance`` > 1 adds an unconditional pass, Ho & Salimans 2022);
+* or, for unconditional LDMs (``LDMPipeline`` layout: ``vqvae/`` + ``unet/``, e.g.
+  ``CompVis/ldm-celebahq-256``), a ``VQModel`` (latents before quantization; :meth:`decode`
+  quantizes, as LDM's ``decode_first_stage``) and a plain ``UNet2DModel``;
 * the scheduler config's betas and prediction type (``epsilon`` or ``v_prediction``).
 
 Noise levels are on the latent's own scale (the role [-1, 1] plays for pixel DDPMs):
@@ -151,7 +154,7 @@ class ConditionedUNet(torch.nn.Module):
         return out_u + self.guidance * (out_c - out_u)
 
 
-def pad_to_multiple(x: Tensor, multiple: int, size: tuple[int, int] | None = None, mode: str = "reflect") -> tuple[int, int, int, int]:
+def pad_to_multiple(x: Tensor, multiple: int, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
     """``F.pad`` widths (left, right, top, bottom) that bring ``size`` (default ``x``'s H, W) to a
     multiple of ``multiple``: split evenly, the extra pixel at the bottom/right (as :class:`PaddedPrior`)."""
     h, w = size or x.shape[-2:]
@@ -159,12 +162,19 @@ def pad_to_multiple(x: Tensor, multiple: int, size: tuple[int, int] | None = Non
     return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
+def _pad(x: Tensor, pads: tuple[int, int, int, int]) -> Tensor:
+    """Reflect padding, or replicate where ``x`` is too small to reflect."""
+    h, w = x.shape[-2:]
+    return F.pad(x, pads, mode="replicate" if max(pads[:2]) >= w or max(pads[2:]) >= h else "reflect")
+
+
 class LatentPrior(Prior):
     """A latent diffusion model as a denoiser of its latents, with the VAE to go between pixels and latents.
 
     Args:
-        vae: diffusers ``AutoencoderKL``.
-        model: ``model(z_t, t)`` on latents (a :class:`ConditionedUNet`).
+        vae: diffusers ``AutoencoderKL`` or ``VQModel``.
+        model: ``model(z_t, t)`` on latents (a :class:`ConditionedUNet`, or an unconditional ``UNet2DModel``).
+        scaling_factor: overrides the VAE config's (see :func:`load_latent` for VQ models).
         schedule, prediction, respacing, quantize: as :class:`DDPMPrior` (prediction ``"epsilon"`` or ``"v"``).
         vae_tiling: ``None`` (default) lets the VAE tile images larger than its config's
             ``sample_size`` (512 px for Stable Diffusion 1.5: diffusers' ``enable_tiling``, tiles of
@@ -176,10 +186,12 @@ class LatentPrior(Prior):
             per latent pixel (8). ``scaling_factor``, ``shift_factor``: the VAE's (shift 0 when absent).
         sigma_min, sigma_max, :meth:`sigmas`: on the latent scale, ``sqrt((1 - ab_t) / ab_t)``.
         native_size: the (H, W) in pixels the UNet was trained at (UNet ``sample_size`` x factor).
-        multiple: 1 (the UNet takes any latent size; diffusers resizes its skip connections).
+        multiple: 1: a ``UNet2DConditionModel`` takes any latent size (diffusers resizes its skip
+            connections); for a ``UNet2DModel`` the latents are reflect-padded to its multiple
+            (``unet_multiple``) and cropped back inside :meth:`denoise` / :meth:`vp`.
 
-    Deviation: with ``dtype=float16`` the VAE still runs in float32 when its config says
-    ``force_upcast`` (as diffusers' pipelines do when they decode); the UNet runs in float16.
+    Precision: with ``dtype=float16`` / ``bfloat16`` the VAE still runs in float32 when its config
+    says ``force_upcast`` (as diffusers' pipelines upcast it to decode); the UNet runs in half precision.
     """
 
     multiple = 1
@@ -193,23 +205,26 @@ class LatentPrior(Prior):
         respacing: str = "uniform",
         quantize: bool = False,
         vae_tiling: bool | None = None,
+        scaling_factor: float | None = None,
     ) -> None:
         super().__init__()
         cfg = vae.config
         self.vae = vae
         self.latent_channels, self.channels = cfg.latent_channels, cfg.in_channels
         self.factor = 2 ** (len(cfg.block_out_channels) - 1)
-        self.scaling_factor = float(cfg.scaling_factor)
+        self.scaling_factor = float(cfg.scaling_factor if scaling_factor is None else scaling_factor)
         self.shift_factor = float(getattr(cfg, "shift_factor", None) or 0.0)
         self.vae_upcast = bool(getattr(cfg, "force_upcast", False))
-        if vae_tiling is False:
+        self.quantized = not hasattr(vae, "use_tiling")  # VQModel: no posterior, no tiling
+        if not self.quantized and vae_tiling is False:
             vae.disable_tiling()
-        else:
+        elif not self.quantized:
             vae.enable_tiling()
         self.net = DDPMPrior(model, schedule, prediction, respacing=respacing, quantize=quantize, channels=self.latent_channels)
         self.sigma_min, self.sigma_max = 2 * self.net.sigma_min, 2 * self.net.sigma_max
-        unet_size = getattr(getattr(model, "unet", model), "config", None)
-        size = getattr(unet_size, "sample_size", None)
+        unet_cfg = getattr(getattr(model, "unet", model), "config", None)
+        self.unet_multiple = 1 if hasattr(model, "unet") or unet_cfg is None else 2 ** (len(unet_cfg.down_block_types) - 1)
+        size = getattr(unet_cfg, "sample_size", None)
         if size is not None:
             size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
             self.native_size = (size[0] * self.factor, size[1] * self.factor)
@@ -248,13 +263,21 @@ class LatentPrior(Prior):
         """E[z0 | z] for ``z = z0 + sigma n``: z (B, latent_channels, h, w), sigma float or (B,) on the latent scale."""
         self.check_input(z)
         s = sigma_tensor(sigma, z)
-        x0, _ = self.net.vp(z * (1 + s.view(-1, 1, 1, 1) ** 2).rsqrt(), s / 2)
-        return x0
+        return self._vp(z * (1 + s.view(-1, 1, 1, 1) ** 2).rsqrt(), s)[0]
 
     def vp(self, z_t: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
         """``(z0, eps)`` for the VP latent ``z_t = sqrt(ab) z0 + sqrt(1 - ab) eps``, ``ab = 1 / (1 + sigma^2)``."""
         self.check_input(z_t)
-        return self.net.vp(z_t, sigma_tensor(sigma, z_t) / 2)
+        return self._vp(z_t, sigma_tensor(sigma, z_t))
+
+    def _vp(self, z_t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's (z0, eps) at latent-scale (B,) sigmas ``s``, padded to ``unet_multiple`` and cropped back."""
+        h, w = z_t.shape[-2:]
+        pads = pad_to_multiple(z_t, self.unet_multiple)
+        if any(pads):
+            z_t = _pad(z_t, pads)
+        z0, eps = self.net.vp(z_t, s / 2)
+        return z0[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w], eps[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
 
     # -- pixels <-> latents --------------------------------------------------------------------
 
@@ -273,13 +296,16 @@ class LatentPrior(Prior):
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ShapeError(f"encode expects images (B, {self.channels}, H, W) in [0, 1]; got shape {tuple(x.shape)}")
         pads = pad_to_multiple(x, self.factor)
-        h, w = x.shape[-2:]
-        mode = "replicate" if max(pads[:2]) >= w or max(pads[2:]) >= h else "reflect"
-        x_in = F.pad(2 * x - 1, pads, mode=mode) if any(pads) else 2 * x - 1
-        dist = self.vae.encode(x_in.to(self._vae_dtype())).latent_dist
-        z = dist.mean
-        if sample:
-            z = z + dist.std * SampleRNG(seed, z.shape[0]).randn_like(z)
+        x_in = _pad(2 * x - 1, pads) if any(pads) else 2 * x - 1
+        out = self.vae.encode(x_in.to(self._vae_dtype()))
+        if self.quantized:
+            if sample:
+                raise ConfigError("a VQ autoencoder has no posterior to sample from; use sample=False")
+            z = out.latents
+        else:
+            z = out.latent_dist.mean
+            if sample:
+                z = z + out.latent_dist.std * SampleRNG(seed, z.shape[0]).randn_like(z)
         return ((z - self.shift_factor) * self.scaling_factor).to(x.dtype)
 
     def decode(self, z: Tensor, size: tuple[int, int] | None = None, clamp: bool = False) -> Tensor:
@@ -307,7 +333,7 @@ class LatentPrior(Prior):
         return self
 
     def extra_repr(self) -> str:
-        return f"prediction={self.prediction}, guidance={self.net.model.guidance}, factor={self.factor}"
+        return f"prediction={self.prediction}, guidance={getattr(self.net.model, 'guidance', None)}, factor={self.factor}"
 
 
 def load_latent(
@@ -329,7 +355,7 @@ def load_latent(
             otherwise ``out_neg + guidance (out_prompt - out_neg)`` with the ``negative_prompt``.
         respacing, quantize: see :class:`DDPMPrior`; vae_tiling: see :class:`LatentPrior`.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    import diffusers
 
     from .diffusers import schedule_from_config
 
@@ -337,27 +363,41 @@ def load_latent(
     index = pipeline_index(folder) or {}
     vae_key = "vae" if index.get("vae") else "vqvae"
     vae_class = (index.get(vae_key) or [None, "AutoencoderKL"])[1]
-    if vae_class != "AutoencoderKL":
-        raise ConfigError(f"{folder}: {vae_class} autoencoders (e.g. CompVis/ldm-celebahq-256) are not supported yet; only AutoencoderKL (Stable Diffusion)")
+    if vae_class not in ("AutoencoderKL", "VQModel"):
+        raise ConfigError(f"{folder}: {vae_class} autoencoders are not supported; only AutoencoderKL and VQModel")
     unet_class = read_config(folder / "unet" / "config.json").get("_class_name")
-    if unet_class != "UNet2DConditionModel":
-        raise ConfigError(f"{folder}: the UNet is a {unet_class}; latent priors need a UNet2DConditionModel")
-    vae = load_diffusers_module(folder / "vae", AutoencoderKL)
-    unet = load_diffusers_module(folder / "unet", UNet2DConditionModel)
+    if unet_class not in ("UNet2DConditionModel", "UNet2DModel"):
+        raise ConfigError(f"{folder}: the UNet is a {unet_class}; latent priors need a UNet2DConditionModel or UNet2DModel")
+    vae = load_diffusers_module(folder / vae_key, getattr(diffusers, vae_class))
+    unet = load_diffusers_module(folder / "unet", getattr(diffusers, unet_class))
     ucfg = unet.config
-    if ucfg.in_channels != vae.config.latent_channels or ucfg.addition_embed_type is not None:
+    if ucfg.in_channels != vae.config.latent_channels or getattr(ucfg, "addition_embed_type", None) is not None:
         raise ConfigError(
             f"{folder}: a UNet with {ucfg.in_channels} input channels (VAE latents: {vae.config.latent_channels}) and "
-            f"addition_embed_type={ucfg.addition_embed_type} is not a plain text-to-image model (inpainting, SDXL: not supported)"
+            f"addition_embed_type={getattr(ucfg, 'addition_embed_type', None)} is not a plain text-to-image model "
+            "(inpainting, SDXL: not supported)"
         )
     schedule, prediction, _ = schedule_from_config(read_config(folder / "scheduler" / "scheduler_config.json"))
     if prediction not in ("epsilon", "v"):
         raise ConfigError(f"{folder}: prediction type {prediction!r} is not supported for latent priors; epsilon or v_prediction")
-    emb = encode_prompts(folder, [prompt] if guidance == 1 else [prompt, negative_prompt])
-    if emb.shape[-1] != ucfg.cross_attention_dim:
-        raise CheckpointError(f"{folder}: text embeddings of width {emb.shape[-1]} do not fit the UNet's cross_attention_dim {ucfg.cross_attention_dim}")
-    model = ConditionedUNet(unet, emb[:1], emb[1:] if guidance != 1 else None, guidance)
-    return LatentPrior(vae, model, schedule, prediction, respacing=respacing, quantize=quantize, vae_tiling=vae_tiling)
+    scale = None
+    if vae_class == "VQModel" and "scaling_factor" not in read_config(folder / vae_key / "config.json"):
+        # LDM (Rombach et al. 2022) trained its VQ-f4 models on unscaled latents (scale_factor 1.0); diffusers
+        # fills a missing key with 0.18215, which CompVis/ldm-celebahq-256's config on main lacks.
+        scale = 1.0
+    if unet_class == "UNet2DModel":
+        if prompt or guidance != 1:
+            raise ConfigError(f"{folder} is an unconditional latent model: it takes no prompt or guidance")
+        model: torch.nn.Module = unet
+    else:
+        emb = encode_prompts(folder, [prompt] if guidance == 1 else [prompt, negative_prompt])
+        if emb.shape[-1] != ucfg.cross_attention_dim:
+            raise CheckpointError(
+                f"{folder}: text embeddings of width {emb.shape[-1]} do not fit the UNet's cross_attention_dim {ucfg.cross_attention_dim}"
+            )
+        model = ConditionedUNet(unet, emb[:1], emb[1:] if guidance != 1 else None, guidance)
+    return LatentPrior(vae, model, schedule, prediction, respacing=respacing, quantize=quantize, vae_tiling=vae_tiling,
+                       scaling_factor=scale)
 
 
 __all__ = ["LatentPrior", "ConditionedUNet", "load_latent", "encode_prompts", "is_latent_pipeline", "load_diffusers_module"]

