@@ -33,9 +33,11 @@ class FakePrior(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.sigmas = []
+        self.inputs = []
 
     def denoise(self, x, sigma):
         self.sigmas.append(float(sigma))
+        self.inputs.append(x.clone())
         return x.clamp(0, 1)
 
 

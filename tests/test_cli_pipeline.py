@@ -22,9 +22,12 @@ from PIL import Image
 from cli_fakes import Fake, files, image, mask
 from pnp_restore import io, operators
 from pnp_restore.cli import pipeline, plan
+from pnp_restore.cli.inpaint import observed_pixels
 from pnp_restore.cli.settings import DENOISER, Common
 from pnp_restore.errors import ConfigError, PnPRestoreError
 from pnp_restore.io import read_mask
+from pnp_restore._rng import SampleRNG
+from pnp_restore.operators.grayscale import Grayscale, rgb_observation
 from pnp_restore.tasks import Task
 
 
@@ -41,16 +44,17 @@ def run_sr(paths, fake, *, scale=2, sigma_y=0.01, **settings):
                         task=Task.SUPER_RESOLUTION, argv=["sr", *map(str, paths)], backend=fake.backend)
 
 
-def run_inpaint(image_path, mask_path, fake, echo=print, **settings):
+def run_inpaint(image_path, mask_path, fake, echo=print, sigma_y=0.01, **settings):
     """``pnp-restore inpaint IMAGE MASK`` through the pipeline."""
     common = Common(solver="ddrm", **{"quiet": True, **settings})
 
     def operator_for(h, w):
         return operators.get("inpainting", mask=read_mask(mask_path, (h, w)))
 
-    return pipeline.run([Path(image_path)], common, command="inpaint", sigma_y=0.01, operator_for=operator_for,
-                        record={"mask": str(mask_path)}, measure=True, task=Task.INPAINTING, inputs=[Path(mask_path)],
-                        argv=["inpaint", str(image_path), str(mask_path)], backend=fake.backend, echo=echo)
+    return pipeline.run([Path(image_path)], common, command="inpaint", sigma_y=sigma_y, operator_for=operator_for,
+                        record={"mask": str(mask_path)}, measure=True, observed=observed_pixels, task=Task.INPAINTING,
+                        inputs=[Path(mask_path)], argv=["inpaint", str(image_path), str(mask_path)],
+                        backend=fake.backend, echo=echo)
 
 
 # --------------------------------------------------------------------------- outputs and sidecars
@@ -118,13 +122,71 @@ def test_sr_16bit_rgba(tmp_path, fake):
     assert (call["operator"](x) - y).abs().max() < 1e-3
 
 
-def test_grayscale_with_rgb_prior_round_trips_to_gray(tmp_path, fake):
+def test_grayscale_with_rgb_prior_is_measured_as_one_gray_channel(tmp_path, fake):
+    """A gray photo with an RGB prior: the solver gets the 1-channel measurement and Grayscale(A), i.e.
+    A(mean_c x) with the noise on the one channel (not the image replicated to RGB), and the
+    output is the channel mean of its RGB result (the fake solver returns the pinv: the gray
+    solution replicated, so the output is the inner pinv)."""
+    fake.noise = 0.05
+    arr = image(tmp_path / "g.png", 16, 16, channels=1)
+    run_sr([tmp_path / "g.png"], fake)
+    call = fake.calls[0]
+    x_file = torch.from_numpy(arr.astype(np.float32) / 255)[None, None]
+    assert call["y"].shape == (1, 1, 16, 16) and torch.equal(call["y"], x_file)
+    op = call["operator"]
+    assert isinstance(op, Grayscale) and isinstance(op.inner, operators.SuperResolution) and op.x_shape((1, 1, 16, 16)) == (1, 3, 32, 32)
+    out = cv2.imread(str(tmp_path / "g_restored.png"), cv2.IMREAD_UNCHANGED)
+    x = op.pinv(call["y"]) + 0.05 * SampleRNG(0, 1).randn((1, 3, 32, 32))
+    expected = np.round(x.mean(1)[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+    assert out.shape == (32, 32) and np.abs(out.astype(int) - expected).max() <= 1
+    rec = json.loads((tmp_path / "g_restored.json").read_text())
+    assert rec["gray"] == "measured as the channel mean of the prior's RGB image" and "observed_copied" not in rec
+
+
+def test_grayscale_inpainting_keeps_the_observed_pixels(tmp_path, fake):
+    fake.noise = 0.1
     arr = image(tmp_path / "g.png", channels=1)
     m = mask(tmp_path / "m.png") > 0
-    run_inpaint(tmp_path / "g.png", tmp_path / "m.png", fake, sidecar=False)
-    assert fake.calls[0]["y"].shape == (1, 3, 32, 32)
+    run_inpaint(tmp_path / "g.png", tmp_path / "m.png", fake, sidecar=False, sigma_y=0.0)
+    assert fake.calls[0]["y"].shape == (1, 1, 32, 32) and isinstance(fake.calls[0]["operator"], Grayscale)
     out = cv2.imread(str(tmp_path / "g_restored.png"), cv2.IMREAD_UNCHANGED)
-    assert out.shape == (32, 32) and np.array_equal(out[~m], arr[~m])
+    assert out.shape == (32, 32) and np.array_equal(out[~m], arr[~m]) and not np.array_equal(out[m], arr[m])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("suffix, bits", [(".png", np.uint8), (".png", np.uint16), (".tif", np.uint16)])
+def test_inpaint_with_sigma_y_0_copies_the_observed_pixels(tmp_path, fake, channels, suffix, bits):
+    """sigma_y = 0: whatever the solver returns there (here pinv + noise), the unmasked pixels of the written
+    file are the input's, bit for bit; sigma_y > 0: the solver's values (it may denoise them)."""
+    fake.noise = 0.1
+    arr = image(tmp_path / f"p{suffix}", channels=channels, dtype=bits)
+    m = mask(tmp_path / "m.png") > 0
+    out_path = tmp_path / f"out{suffix}"
+    run_inpaint(tmp_path / f"p{suffix}", tmp_path / "m.png", fake, sigma_y=0.0, output=str(out_path))
+    out = cv2.imread(str(out_path), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == bits and np.array_equal(out[~m], arr[~m]) and not np.array_equal(out[m], arr[m])
+    assert json.loads((tmp_path / "out.json").read_text())["observed_copied"] is True
+    run_inpaint(tmp_path / f"p{suffix}", tmp_path / "m.png", fake, sigma_y=0.02, output=str(out_path), overwrite=True)
+    out = cv2.imread(str(out_path), cv2.IMREAD_UNCHANGED)
+    assert not np.array_equal(out[~m], arr[~m])
+    assert json.loads((tmp_path / "out.json").read_text())["observed_copied"] is False
+
+
+def test_denoiser_on_a_gray_image_sees_iid_rgb_noise(tmp_path, fake):
+    """denoise --solver denoiser on a gray image: the one denoiser call gets an RGB observation with i.i.d.
+    noise of std sqrt(3) sigma whose channel mean is the image (rgb_observation), seeded; output gray."""
+    arr = image(tmp_path / "g.png", 16, 16, channels=1)
+    common = Common(solver=DENOISER, quiet=True, seed=4)
+    pipeline.run([tmp_path / "g.png"], common, command="denoise", sigma_y=0.1,
+                 operator_for=lambda h, w: operators.get("denoising"), record={}, backend=fake.backend)
+    (z,) = fake.prior.inputs
+    y = torch.from_numpy(arr.astype(np.float32) / 255)[None, None]
+    assert fake.prior.sigmas == [pytest.approx(0.1 * 3**0.5)] and z.shape == (1, 3, 16, 16)
+    assert torch.allclose(z.mean(1, keepdim=True), y, atol=1e-6) and torch.equal(z, rgb_observation(y, 0.1, seed=4)[0])
+    rec = json.loads((tmp_path / "g_restored.json").read_text())
+    assert rec["seed"] == 4 and rec["nfe"] == 1 and rec["gray"]
+    out = cv2.imread(str(tmp_path / "g_restored.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (16, 16)
 
 
 def test_rgb_image_with_a_grayscale_prior_is_refused(tmp_path, fake):

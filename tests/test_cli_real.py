@@ -77,10 +77,47 @@ class TestRealStack:
         assert res.returncode == 0, res.stderr
         out = cv2.imread(str(tmp_path / "p_restored.png"))
         assert out.shape == arr.shape
-        # DDRM with sigma_y = 0.01 keeps the observed pixels (up to the small noise allowance).
-        assert np.abs(out[~m].astype(float) - arr[~m]).mean() < 8
+        # inpaint's default sigma_y = 0: the observed pixels are the input's, bit for bit.
+        assert np.array_equal(out[~m], arr[~m])
         rec = json.loads((tmp_path / "p_restored.json").read_text())
         assert rec["solver"] == "ddrm" and rec["steps"] == 20 and rec["nfe"] >= 20
+        assert rec["sigma_y"] == 0 and rec["observed_copied"] is True
+
+    @pytest.mark.parametrize("solver", ["ddrm", "ddnm", "diffpir", "dps", "pnp_admm"])
+    def test_inpaint_defaults_keep_the_unmasked_pixels_bit_identical(self, tmp_path, solver):
+        """Every solver, default --sigma-y (0): the unmasked pixels of the written PNG are the input's; the hole is
+        filled (not left black or white); --sigma-y 0.02 lets the solver change (denoise) the kept pixels."""
+        arr = image(tmp_path / "p.png")
+        m = mask(tmp_path / "m.png") > 0
+        res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--solver", solver, "--steps", "3", "-q")
+        assert res.exit_code == 0, res.output
+        out = cv2.imread(str(tmp_path / "p_restored.png"))
+        assert np.array_equal(out[~m], arr[~m]) and not np.array_equal(out[m], arr[m])
+        assert 40 < out[m].mean() < 215
+        if solver == "ddrm":
+            res = invoke("inpaint", tmp_path / "p.png", tmp_path / "m.png", "--steps", "3", "--sigma-y", "0.02",
+                         "--overwrite", "-q")
+            assert res.exit_code == 0, res.output
+            assert not np.array_equal(cv2.imread(str(tmp_path / "p_restored.png"))[~m], arr[~m])
+
+    @pytest.mark.parametrize("command", [
+        ["inpaint", "M", "--steps", "3"],
+        ["deblur", "--kernel", "gaussian:1.0", "--solver", "ddrm", "--steps", "3"],
+        ["denoise", "--sigma", "25"],
+    ])
+    def test_gray_images(self, tmp_path, command):
+        """A gray photo with the RGB built-in prior: restored through Grayscale (DDRM's SVD path for
+        inpainting and circular blur, the one-call denoiser on an i.i.d.-noise RGB observation), written gray."""
+        arr = image(tmp_path / "g.png", channels=1)
+        m = mask(tmp_path / "m.png") > 0
+        args = [str(tmp_path / "m.png") if a == "M" else a for a in command[1:]]
+        res = invoke(command[0], tmp_path / "g.png", *args, "-q")
+        assert res.exit_code == 0, res.output
+        out = cv2.imread(str(tmp_path / "g_restored.png"), cv2.IMREAD_UNCHANGED)
+        assert out.shape == (32, 32)
+        assert json.loads((tmp_path / "g_restored.json").read_text())["gray"]
+        if command[0] == "inpaint":
+            assert np.array_equal(out[~m], arr[~m])
 
     @pytest.mark.parametrize("command", [
         ["sr", "--scale", "2", "--steps", "3"],

@@ -25,7 +25,10 @@ def denoise(ctx: click.Context, images: tuple[Path, ...], sigma: str, common: Co
     """Remove Gaussian noise of std --sigma (0..255 scale) from IMAGES.
 
     With the default --solver denoiser this is one call of the prior's MMSE
-    denoiser; any other solver samples with the Denoising operator.
+    denoiser; any other solver samples with the Denoising operator. A gray
+    image with an RGB prior gets independent noise on its two colour axes
+    first (seeded by --seed), so the denoiser sees i.i.d. noise of std
+    sqrt(3) x SIGMA per channel whose channel mean is the image (docs/cli.md).
 
     \b
     Examples:

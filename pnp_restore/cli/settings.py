@@ -168,22 +168,18 @@ def default_steps(solver: str, command: str) -> int:
 def defaults_table() -> str:
     """The markdown table of the per-command defaults in docs/cli.md (checked by the tests).
 
-    One row per command: default solver and its steps, ``--sigma-y``, and the steps every
-    other solver runs there without ``--steps`` (its paper's setting for the command's task).
+    One column per command: its default solver, its ``--sigma-y`` and the steps every solver of
+    :data:`pnp_restore.solvers.REGISTRY` runs there without ``--steps`` (:func:`default_steps`).
     """
     from ..solvers import REGISTRY
 
-    names = [s.name for s in REGISTRY]
-    head = ["command", "`--solver`", "`--sigma-y`", *(f"`{n}` steps" for n in names)]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for command, solver in DEFAULT_SOLVER.items():
-        if command == "denoise":
-            sigma = "`--sigma auto` (0..255)"
-        else:
-            sigma = f"{DEFAULT_SIGMA_Y[command]:g}"
-        task = COMMAND_TASK[command]
-        solver_cell = f"`{solver}`" + (" (1 call)" if solver == DENOISER else f" ({default_steps(solver, command)} steps)")
-        cells = [f"`{command}`" + (f" ({task.value})" if task else ""), solver_cell, sigma,
-                 *(str(default_steps(n, command)) for n in names)]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    commands = list(DEFAULT_SOLVER)
+    head = [""] + [f"`{c}`" + (f" ({COMMAND_TASK[c].value})" if COMMAND_TASK[c] else "") for c in commands]
+    rows = [head, ["---"] * len(head)]
+    rows.append(["default `--solver`"] + [f"`{DEFAULT_SOLVER[c]}`" for c in commands])
+    rows.append(["default `--sigma-y`"]
+                + [f"{DEFAULT_SIGMA_Y[c]:g}" if c in DEFAULT_SIGMA_Y else "(`--sigma`, default auto)" for c in commands])
+    rows.append([f"`{DENOISER}` steps"] + [str(default_steps(DENOISER, c)) if c == "denoise" else "-" for c in commands])
+    for spec in REGISTRY:
+        rows.append([f"`{spec.name}` steps"] + [str(default_steps(spec.name, c)) for c in commands])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)

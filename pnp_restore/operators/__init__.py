@@ -9,6 +9,7 @@ from .base import DecomposableOperator, DenseSVDOperator, FunctionOperator, Line
 from .blur import Blur
 from .cg import CGConfig, conjugate_gradient
 from .compose import Composition
+from .grayscale import Grayscale, rgb_observation
 from .dynamic_range import HDR, Quantization, smooth_round
 from .inpainting import Inpainting
 from .jpeg import JPEG, jpeg_operator_from_file
@@ -25,7 +26,7 @@ __all__ = [
     "Operator", "NonlinearOperator", "LinearOperator", "DecomposableOperator", "FunctionOperator", "DenseSVDOperator",
     "CGConfig", "conjugate_gradient",
     "Inpainting", "SuperResolution", "SeparableOperator", "Blur", "BlurDownsample",
-    "Denoising", "Colorization", "Composition", "GaussianNoise",
+    "Denoising", "Colorization", "Composition", "GaussianNoise", "Grayscale", "rgb_observation",
     "PhaseRetrieval", "JPEG", "jpeg_operator_from_file", "HDR", "Quantization", "NonlinearBlur", "smooth_round",
     "box_mask", "random_mask", "mask_from_image", "gaussian_kernel", "motion_kernel",
     "get", "NAMES", "TASK_OPERATORS",

@@ -32,9 +32,18 @@ fixed geometric schedule above (``gamma = (sigma_max / sigma_min)^(2 / n_anneal)
 fixed number of iterations, so that no sample's schedule depends on the others'.
 Deviation: when ``rho`` changes, the scaled dual variable is rescaled by ``rho_k / rho_{k+1}``
 (Boyd et al., "Distributed Optimization ... ADMM", 2011, Sec. 3.4.1), which Chan et al. omit.
-Deviation: the reference code starts from ``v = 0.5`` (a grey image), clips ``x + u`` to [0, 1]
-before denoising and returns the denoised ``v``; we start from ``A^+ y`` (or ``x_init``), do not
-clip, and return the x-iterate, which satisfies the data term exactly when ``sigma_y = 0``.
+Start: as the reference code, ``z = 0.5`` (a grey image; ``v = 0.5`` there) and ``u = 0``, so
+the first x-iterate is the data step from grey: where ``A`` measures nothing (the holes of an
+inpainting mask, the null space of a downsampling) it is grey, elsewhere it follows ``y``.
+(Starting from ``A^+ y`` instead, as this module did, leaves black holes, and the denoiser,
+whose level has reached ``sigma_min`` after ``anneal * steps`` iterations, cannot lift
+them in few iterations: with the built-in prior on a 64x64 BSDS500 training crop with 50%
+(80%) of the pixels missing at random, noiseless, 20 iterations gave 17.7 (11.8) dB from
+``A^+ y`` and 30.3 (22.1) dB from grey; 100 iterations 31.7 (19.7) and 31.7 (27.5) dB.)
+``x_init`` replaces the grey start.
+Deviation: the reference code clips ``x + u`` to [0, 1] before denoising and returns the
+denoised ``v``; we do not clip, and return the x-iterate, which satisfies the data term
+exactly when ``sigma_y = 0``.
 """
 
 from __future__ import annotations
@@ -91,7 +100,7 @@ def pnp_admm(
         sigma_max, sigma_min, anneal: the denoiser schedule (see the module docstring);
             ``sigma_min`` defaults to ``max(sigma_y, 0.01)``.
         seed: unused (PnP-ADMM is deterministic); accepted for a uniform API.
-        x_init: starting point on [0, 1]; default ``A^+ y``.
+        x_init: starting point ``z`` on [0, 1]; default the grey image 0.5 (see the module docstring).
         sigmas: explicit per-iteration denoiser levels (overrides the schedule).
 
     Returns:
@@ -115,8 +124,8 @@ def pnp_admm(
     sig, den = run.sigmas, run.den
     log = run.steps(len(sig), "try a larger sigma_min or more steps", pm1=False)
     x_init = check_x_init(x_init, run.x_shape, y)
-    x = operator.pinv(y) if x_init is None else x_init
-    z, u = x.clone(), run.zeros()
+    z = run.zeros() + 0.5 if x_init is None else x_init.clone()
+    u = run.zeros()
     for k, s in enumerate(sig):
         if k > 0:
             u = u * (s / sig[k - 1]) ** 2  # rho_{k-1} / rho_k
