@@ -64,7 +64,7 @@ class Fake:
             raise ConfigError(f"unknown prior {source!r}; choose one of: builtin, other")
         return self.prior
 
-    def restore(self, y, operator, prior, *, solver, sigma_y, seed, callback, steps=None, **opts):
+    def restore(self, y, operator, prior, *, solver, sigma_y, seed, callback, steps=None, defaults="paper", **opts):
         if self.error is not None:
             raise self.error
         steps = steps or self.steps
@@ -73,11 +73,11 @@ class Fake:
         for i in range(steps):
             callback({"step": i, "steps": steps, "sigma": 1.0 / (i + 1), "x": x, "x0": x * (i + 1) / steps, "nfe": i + 1})
         self.calls.append({"y": y.clone(), "operator": operator, "solver": solver, "sigma_y": sigma_y, "seed": seed,
-                           "steps": steps, "opts": opts})
+                           "steps": steps, "opts": opts, "defaults": defaults})
         # what restore() reports: the options that ran include the paper's per-task ones
         options = {"paper_default": 1.5, **{k: v for k, v in opts.items() if k != "task"}}
         return x, {"nfe": steps, "time_s": 0.01, "solver": solver, "steps": steps, "seed": seed, "sigma_y": sigma_y,
-                   "options": options}
+                   "options": options, "defaults": defaults}
 
 
 def invoke(*args, fake: Fake | None = None, catch_exceptions: bool = False):

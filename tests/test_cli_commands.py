@@ -186,6 +186,16 @@ def test_inpaint_image_mask_writes_result_and_sidecar(tmp_path, fake):
         "sample": 0}
     assert rec["observed_copied"] is True
     assert rec["version"] and rec["input"].endswith("photo.png") and rec["mask"].endswith("mask.png")
+    assert call["defaults"] == rec["defaults"] == "tuned"  # the prior's tuned settings where it has them
+
+
+def test_paper_defaults_switch_reaches_the_solver_and_the_sidecar(tmp_path, fake):
+    image(tmp_path / "photo.png")
+    mask(tmp_path / "mask.png")
+    res = invoke("inpaint", tmp_path / "photo.png", tmp_path / "mask.png", "--paper-defaults", "-q", fake=fake)
+    assert res.exit_code == 0, res.output
+    assert fake.calls[0]["defaults"] == "paper"
+    assert json.loads((tmp_path / "photo_restored.json").read_text())["defaults"] == "paper"
 
 
 def test_inpaint_mask_invert_and_options_reach_the_solver(tmp_path, fake):

@@ -79,6 +79,9 @@ def common_options(command: str) -> Callable:
                      help="Write OUT.json with the settings, seed, NFE and time."),
         click.option("--opt", multiple=True, metavar="KEY=VALUE",
                      help="Extra solver hyper-parameter, e.g. --opt eta=0.85 (repeatable)."),
+        click.option("--paper-defaults", is_flag=True, default=d["paper_defaults"],
+                     help="Use the papers' published solver settings instead of the prior's tuned defaults "
+                          "(`pnp-restore bench tune`; the sidecar says which ran)."),
         click.option("-q", "--quiet", is_flag=True, default=d["quiet"], help="No progress bar or messages."),
         debug_option,
     ]

@@ -188,6 +188,7 @@ def run(
                         "task": command, "input": str(images[item.image]), "sample": item.sample,
                         "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
                         **record, **extra, "options": info.get("options") or {},
+                        "defaults": info.get("defaults"), "schedule": info.get("schedule"),
                     })
     finally:
         bar.close()
@@ -247,7 +248,8 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
             for b, f in enumerate(frames):
                 f.append(x0[b : b + 1])
 
-    kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, "task": task, **opts}
+    kwargs = {"solver": common.solver, "sigma_y": sigma_y, "seed": seed, "callback": callback, "task": task,
+              "defaults": common.defaults, **opts}
     if common.steps is not None:
         kwargs["steps"] = common.steps
     return restore(y, operator, prior, **kwargs)

@@ -67,6 +67,8 @@ class Common:
         sidecar: write ``OUT.json``.
         quiet: no progress bar or messages.
         opt: raw ``KEY=VALUE`` solver options (:func:`solver_options`).
+        paper_defaults: use the papers' per-task settings instead of the prior's tuned ones
+            (:mod:`pnp_restore.tuned`; the tuned ones apply where the prior has them).
     """
 
     solver: str
@@ -85,6 +87,12 @@ class Common:
     sidecar: bool = True
     quiet: bool = False
     opt: tuple[str, ...] = ()
+    paper_defaults: bool = False
+
+    @property
+    def defaults(self) -> str:
+        """``restore``'s ``defaults=``: ``"paper"`` or ``"tuned"``."""
+        return "paper" if self.paper_defaults else "tuned"
 
 
 #: the defaults of :class:`Common`, by field name (what the options show).
