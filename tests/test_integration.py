@@ -323,14 +323,16 @@ def test_readme_examples_run(which, monkeypatch):
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_float32_runs_match_float64(solver):
     """Circular motion blur (complex FFT SVD, small singular values): float32 input gives a finite
-    float32 result within 1e-5 (max abs) of float64; measured 1.9e-7 (dps) to 5.8e-7 (diffpir)."""
+    float32 result within 1e-5 (max abs) of float64; measured 1.9e-7 (dps) to 5.8e-7 (diffpir). RED-diff:
+    1e-4 (measured 2.1e-5): Adam divides each step by the running RMS of its gradients, so the float32
+    rounding of small gradients moves the iterate by up to ~lr x their relative error."""
     op = OPERATORS["blur_circular_motion"]()
     y = problem("blur_circular_motion")[1]
     kw = dict(sigma_y=SIGMA_Y, seed=0, **RUN[solver])
     x64 = restore(y, op, prior(), solver, **kw)
     x32 = restore(y.float(), op, prior(), solver, **kw)
     assert x32.dtype == torch.float32 and torch.isfinite(x32).all()
-    assert (x32.double() - x64).abs().max() < 1e-5
+    assert (x32.double() - x64).abs().max() < (1e-4 if solver == "reddiff" else 1e-5)
 
 
 # --------------------------------------------------------------------------- per-task published defaults
