@@ -68,7 +68,7 @@ class Fake:
         if self.error is not None:
             raise self.error
         steps = steps or self.steps
-        x = operator.pinv(y) if operator.has_svd else operator.adjoint(y)
+        x = operator.pinv(y) if operator.has_svd or not operator.linear else operator.adjoint(y)
         x = x + self.noise * SampleRNG(seed, y.shape[0]).randn_like(x)
         for i in range(steps):
             callback({"step": i, "steps": steps, "sigma": 1.0 / (i + 1), "x": x, "x0": x * (i + 1) / steps, "nfe": i + 1})

@@ -1,6 +1,6 @@
 """The ``pnp-restore`` command line (click).
 
-Commands: ``inpaint``, ``sr``, ``deblur``, ``denoise`` restore image files;
+Commands: ``inpaint``, ``sr``, ``deblur``, ``denoise``, ``jpeg`` restore image files;
 ``priors`` lists the known priors; ``train-prior`` and ``bench`` are loaded
 lazily from :mod:`pnp_restore.train` and :mod:`pnp_restore.benchmarks.cli`.
 Everything heavy (torch, OpenCV, the solvers) is imported inside the commands, so
@@ -15,7 +15,7 @@ boundary), :mod:`.settings` (the shared settings, defaults and checks, click-fre
 
 from __future__ import annotations
 
-from . import deblur, denoise, inpaint, priors, sr  # noqa: F401  (registers the commands on main)
+from . import deblur, denoise, inpaint, jpeg, priors, sr  # noqa: F401  (registers the commands on main)
 from .group import main
 
 __all__ = ["main"]

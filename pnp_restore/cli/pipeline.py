@@ -71,9 +71,10 @@ def run(
     *,
     command: str,
     sigma_y: float | Callable[[Any], float],
-    operator_for: Callable[[int, int], Any],
+    operator_for: Callable[..., Any],
     record: dict[str, Any],
     measure: bool = False,
+    per_file: bool = False,
     observed: Callable[[Any], Any] | None = None,
     task: Task | None = None,
     inputs: Sequence[Path] = (),
@@ -94,10 +95,12 @@ def run(
             sidecar, the progress bar and option checks.
         sigma_y: measurement noise ([0, 1] scale), or a function of the image
             tensor (1, C, H, W) in [0, 1] giving it (``denoise --sigma auto``).
-        operator_for: ``(H, W) -> operator`` for images of that size.
+        operator_for: ``(H, W) -> operator`` for images of that size (``per_file``:
+            ``(H, W, path) -> operator`` for each input, e.g. the JPEG tables of that file).
         record: command settings for the sidecar JSON.
         measure: the measurement is ``operator(image)`` (inpainting: zero the
             missing pixels) instead of the image itself.
+        per_file: one operator per input file; a batch then holds the samples of one file.
         observed: ``observed(operator) -> bool (1|B, 1|C, H, W)``, the pixels the measurement
             keeps (inpainting). Where ``sigma_y`` is 0 they are copied from the input into
             the output, so they are bit-identical in a PNG/TIFF (whatever the solver did to
@@ -131,11 +134,19 @@ def run(
 
     loaded = [read_image(p) for p in images]
     sizes = [tuple(x.shape[-2:]) for x, _ in loaded]
-    operators = {hw: operator_for(*hw) for hw in dict.fromkeys(sizes)}
-    gray_operators: dict[tuple, Any] = {}
-    per_size = {hw: sizes.count(hw) * common.samples for hw in operators}
-    check_memory({tuple(operators[hw].x_shape((1, 3, *hw))): min(n, common.batch_size) for hw, n in per_size.items()},
-                 common, backend.available_memory(device))
+    if per_file:
+        keys: list[Any] = list(range(len(images)))
+        operators = {i: operator_for(*hw, path) for i, (hw, path) in enumerate(zip(sizes, images))}
+    else:
+        keys = sizes
+        operators = {hw: operator_for(*hw) for hw in dict.fromkeys(sizes)}
+    gray_operators: dict[Any, Any] = {}
+    per_shape: dict[tuple, int] = {}
+    for key, hw in zip(keys, sizes):
+        shape = tuple(operators[key].x_shape((1, 3, *hw)))
+        per_shape[shape] = per_shape.get(shape, 0) + common.samples
+    check_memory({shape: min(n, common.batch_size) for shape, n in per_shape.items()}, common,
+                 backend.available_memory(device))
     sigmas = [float(sigma_y(x)) if callable(sigma_y) else float(sigma_y) for x, _ in loaded]
 
     prior = backend.load_prior(common.prior, arch=common.arch, device=device, dtype=getattr(torch, common.dtype),
@@ -145,7 +156,7 @@ def run(
         if channels == 1 and x.shape[1] == 3:
             raise ShapeError(f"{path.name} is RGB but the prior models grayscale images; convert the image or use an RGB prior")
 
-    items, batches = plan_batches(list(zip(sizes, sigmas)), outs, common.batch_size)
+    items, batches = plan_batches(list(zip(keys, sigmas)), outs, common.batch_size)
 
     from tqdm import tqdm
 
@@ -159,14 +170,14 @@ def run(
                 x_file = torch.cat([loaded[items[k].image][0] for k in batch])
                 # The solver works in float32; --dtype sets the network's precision (the prior casts).
                 x_in = x_file.to(device=device, dtype=torch.float32)
-                hw = tuple(x_in.shape[-2:])
-                operator = operators[hw]
+                key = keys[first.image]
+                operator = operators[key]
                 y = operator(x_in) if measure else x_in
                 gray = channels == 3 and x_in.shape[1] == 1
                 if gray:
-                    if hw not in gray_operators:
-                        gray_operators[hw] = _gray_operator(operator)
-                    operator = gray_operators[hw]
+                    if key not in gray_operators:
+                        gray_operators[key] = _gray_operator(operator)
+                    operator = gray_operators[key]
                 frames: list[list] = [[] for _ in batch]
                 sigma = sigmas[first.image]
                 x, info = _solve(y, operator, prior, common, sigma, opts, seed=common.seed + batch[0],
@@ -174,7 +185,7 @@ def run(
                 x = _as_input(x.detach().to("cpu", torch.float32), x_file.shape[1])
                 copied = observed is not None and sigma == 0
                 if copied:
-                    x = torch.where(observed(operators[hw]).cpu(), x_file, x)
+                    x = torch.where(observed(operators[key]).cpu(), x_file, x)
                 for b, k in enumerate(batch):
                     item = items[k]
                     extra = {} if observed is None else {"observed_copied": copied}
@@ -256,10 +267,10 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
 
 
 def _gray_operator(operator: Any) -> Any:
-    """``operator`` of gray images, for an RGB prior: ``Grayscale(operator)``, ``A(mean_c x)``."""
-    from ..operators.grayscale import Grayscale
+    """``operator`` of gray images, for an RGB prior: ``A(mean_c x)`` (:func:`pnp_restore.operators.grayscale.grayscale`)."""
+    from ..operators.grayscale import grayscale
 
-    return Grayscale(operator)
+    return grayscale(operator)
 
 
 def _as_input(x: Any, channels: int) -> Any:

@@ -21,16 +21,20 @@ from ..tasks import Task
 #: inpaint: 0: the pixels the user did not mask are kept exactly (copied from the input
 #: into the output, see :func:`pnp_restore.cli.pipeline.run`); ``--sigma-y 0.02`` says the
 #: photo is noisy and lets the solver denoise them too.
-DEFAULT_SIGMA_Y = {"inpaint": 0.0, "sr": 0.01, "deblur": 0.01}
+#: jpeg: 0.005: the differentiable codec (smooth rounding, float DCT) reproduces a libjpeg file
+#: to ~1-2/255 RMS (tests/test_nonlinear_operators.py), which the solver must not fit.
+DEFAULT_SIGMA_Y = {"inpaint": 0.0, "sr": 0.01, "deblur": 0.01, "jpeg": 0.005}
 
 #: per-command default solver (see docs/cli.md).
-DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser"}
+#: jpeg: ΠGDM, which the ΠGDM paper runs on JPEG restoration through the codec's pseudo-inverse
+#: (a decoded JPEG is its own, pnp_restore.operators.jpeg); DDRM/DDNM/DiffPIR need a linear operator.
+DEFAULT_SOLVER = {"inpaint": "ddrm", "sr": "ddrm", "deblur": "diffpir", "denoise": "denoiser", "jpeg": "pigdm"}
 
 #: the paper task whose published solver settings each command uses by default
 #: (:func:`pnp_restore.solvers.task_defaults`; ``deblur --kernel motion:...`` uses motion
 #: deblurring's). None: no paper publishes denoising settings.
 COMMAND_TASK = {"inpaint": Task.INPAINTING, "sr": Task.SUPER_RESOLUTION, "deblur": Task.GAUSSIAN_DEBLUR,
-                "denoise": None}
+                "denoise": None, "jpeg": Task.JPEG}
 
 #: ``denoise --solver denoiser``: one call of the prior's MMSE denoiser (no sampling).
 DENOISER = "denoiser"

@@ -18,7 +18,7 @@ import torch
 
 from .._rng import SampleRNG
 from ..errors import ShapeError
-from .base import DecomposableOperator, LinearOperator, Tensor, cast
+from .base import DecomposableOperator, LinearOperator, NonlinearOperator, Operator, Tensor, cast
 from .simple import helmert
 
 
@@ -117,6 +117,36 @@ class Grayscale(DecomposableOperator):
         return f"Grayscale({self.inner!r}, channels={self.channels})"
 
 
+class GrayscaleNonlinear(NonlinearOperator):
+    """``y = inner(mean_c x)`` for a nonlinear ``inner`` of 1-channel images (a gray JPEG, say).
+
+    ``pinv`` is ``inner``'s replicated over the channels (the gray preimage), where ``inner`` has one.
+    """
+
+    def __init__(self, inner: Operator, channels: int = 3) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels = int(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner.forward(x.mean(dim=1, keepdim=True))
+
+    def pinv(self, y: Tensor) -> Tensor:
+        return self.inner.pinv(y).expand(-1, self.channels, -1, -1)
+
+    def x_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
+        b, _, *rest = self.inner.x_shape(y_shape)
+        return (b, self.channels, *rest)
+
+    def __repr__(self) -> str:
+        return f"GrayscaleNonlinear({self.inner!r})"
+
+
+def grayscale(inner: Operator, channels: int = 3) -> Operator:
+    """The gray-measurement operator of ``inner``: :class:`Grayscale` (linear, SVD kept) or :class:`GrayscaleNonlinear`."""
+    return Grayscale(inner, channels) if inner.linear else GrayscaleNonlinear(inner, channels)
+
+
 def rgb_observation(y: Tensor, sigma_y: float, *, seed: int | None, channels: int = 3) -> tuple[Tensor, float]:
     """A C-channel image with i.i.d. noise whose channel mean is the noisy gray image ``y``.
 
@@ -140,4 +170,4 @@ def rgb_observation(y: Tensor, sigma_y: float, *, seed: int | None, channels: in
     return y.expand(b, channels, h, w) + scale * chroma, scale
 
 
-__all__ = ["Grayscale", "rgb_observation"]
+__all__ = ["Grayscale", "GrayscaleNonlinear", "grayscale", "rgb_observation"]
