@@ -33,6 +33,22 @@ def _deterministic():
 
 
 @pytest.fixture
+def no_network(monkeypatch) -> list:
+    """Block name resolution and connections; the list collects every attempt (a test asserts it stays empty)."""
+    import socket
+
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network use in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.fixture
 def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"needs {DATA}")

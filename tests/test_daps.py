@@ -16,7 +16,7 @@ from pnp_restore.priors.base import Prior
 from pnp_restore.solvers.common import setup
 from pnp_restore.solvers.daps import DAPS_PRESETS, DAPS_TASKS, SPEC, TAU, daps, langevin
 from pnp_restore.tasks import Task
-from test_posterior import SHAPE, operator, prior, problem
+from test_posterior import SHAPE, prior, problem
 
 #: small settings for the mechanics tests
 FAST = {"steps": 6, "ode_steps": 2, "langevin_steps": 5, "lr": 1e-3, "tau": None}

@@ -5,7 +5,6 @@ own UNet, scheduler, prompt encoder and VAE."""
 from __future__ import annotations
 
 import json
-import socket
 
 import diffusers
 import pytest
@@ -235,19 +234,6 @@ def test_unsupported_pipelines_fail_in_one_line(pipes, tmp_path):
     diffusers.UNet2DConditionModel.from_config({**cfg, "in_channels": 9}).save_pretrained(inpaint / "unet")
     with pytest.raises(ConfigError, match=r"9 input channels .* \(inpainting, SDXL: not supported\)"):
         priors.load(inpaint)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network use in a test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 def test_registry_names_route_to_the_latent_prior(pipes, monkeypatch, no_network):

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_posterior import operator, prior, problem
+from test_solvers import NaNAfter
 
 from pnp_restore.errors import ConfigError, DivergenceError, OperatorError, ShapeError
 from pnp_restore.operators.base import NonlinearOperator
-from pnp_restore.priors.base import Prior, vp_alpha_bar, vp_from_denoise
+from pnp_restore.priors.base import vp_alpha_bar, vp_from_denoise
 from pnp_restore.solvers.common import from_pm1, to_pm1
 from pnp_restore.solvers.reddiff import REDDIFF_PARAMS, SPEC, WEIGHTS, reddiff
 from pnp_restore.tasks import Task
@@ -158,20 +159,6 @@ def test_non_operator_is_refused_with_the_fix():
     _, y, *_ = problem("down", 0.05)
     with pytest.raises(OperatorError, match="NonlinearOperator"):
         reddiff(y, lambda v: v, prior(), steps=2)
-
-
-class NaNAfter(Prior):
-    """A prior that returns NaN from its ``k``-th call on."""
-
-    def __init__(self, base, k):
-        super().__init__()
-        self.base, self.k, self.calls = base, k, 0
-        self.sigma_min, self.sigma_max, self.channels = base.sigma_min, base.sigma_max, base.channels
-
-    def denoise(self, x, sigma):
-        self.calls += 1
-        out = self.base.denoise(x, sigma)
-        return out * float("nan") if self.calls >= self.k else out
 
 
 def test_nan_raises_divergence_error_naming_the_step():
