@@ -190,6 +190,24 @@ def test_inpaint_image_mask_writes_result_and_sidecar(tmp_path, fake):
     assert call["defaults"] == rec["defaults"] == "tuned"  # the prior's tuned settings where it has them
 
 
+def test_latent_prior_options_reach_the_loader_only_when_given(tmp_path, fake):
+    image(tmp_path / "photo.png")
+    mask(tmp_path / "mask.png")
+    res = invoke("inpaint", tmp_path / "photo.png", tmp_path / "mask.png", "--prior", "other", "--prompt", "a cat",
+                 "--guidance", "3", "--offline", "-q", fake=fake)
+    assert res.exit_code == 0, res.output
+    assert {k: fake.prior_kwargs[k] for k in ("prompt", "guidance", "offline")} == {"prompt": "a cat", "guidance": 3.0,
+                                                                                    "offline": True}
+
+
+def test_prompt_with_the_builtin_prior_is_one_line(tmp_path):
+    image(tmp_path / "photo.png")
+    mask(tmp_path / "mask.png")
+    res = invoke("inpaint", tmp_path / "photo.png", tmp_path / "mask.png", "--prompt", "a cat", "-q")
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert "the built-in prior takes no option(s) prompt" in res.output
+
+
 def test_paper_defaults_switch_reaches_the_solver_and_the_sidecar(tmp_path, fake):
     image(tmp_path / "photo.png")
     mask(tmp_path / "mask.png")

@@ -22,9 +22,9 @@ from .settings import (DEFAULT_SIGMA_Y, DEFAULT_SOLVER, DEFAULTS, DENOISER, MAX_
                        MAX_STEPS, MAX_TILE, Common)
 
 
-def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """Click callback refusing NaN and infinities (FloatRange lets NaN through)."""
-    if not math.isfinite(value):
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback refusing NaN and infinities (FloatRange lets NaN through); None (unset) passes."""
+    if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
     return value
 
@@ -53,6 +53,12 @@ def common_options(command: str) -> Callable:
                      + (f" or '{DENOISER}' (one MMSE denoiser call)." if command == "denoise" else ".")),
         click.option("--prior", default=d["prior"], show_default=True,
                      help="Prior: a name from `pnp-restore priors`, a Hugging Face hub id, a folder or a checkpoint file."),
+        click.option("--prompt", default=d["prompt"],
+                     help="Text prompt of a latent (Stable Diffusion) prior  [default: the empty prompt]."),
+        click.option("--guidance", type=click.FloatRange(0, 100), callback=finite, default=d["guidance"],
+                     help="Classifier-free guidance scale of a latent prior  [default: 1, no guidance]."),
+        click.option("--offline", is_flag=True, default=d["offline"],
+                     help="Never download: a prior that is not installed fails at once (as HF_HUB_OFFLINE=1)."),
         click.option("--arch", default=d["arch"],
                      help="Architecture of a checkpoint file or preset (see `pnp-restore priors`); not for the built-in prior."),
         click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=d["steps"],

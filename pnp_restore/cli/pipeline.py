@@ -31,13 +31,15 @@ from .plan import Item, available_memory, check_memory, check_outputs, output_pa
 from .settings import DENOISER, MAX_FRAMES, Common, check_arch, check_seeds, solver_options
 
 
-def load_prior(source: str, *, arch: str | None, device: Any, dtype: Any, tile: int | None) -> Any:
-    """:func:`pnp_restore.priors.load` with the CLI's settings (``arch`` and ``tile`` only when given)."""
+def load_prior(source: str, *, arch: str | None, device: Any, dtype: Any, tile: int | None, **extra: Any) -> Any:
+    """:func:`pnp_restore.priors.load` with the CLI's settings (``arch``, ``tile`` and ``extra``: ``prompt``,
+    ``guidance``, ``offline``, only when given)."""
     from ..priors import load
 
     kwargs: dict[str, Any] = {"arch": arch} if arch else {}
     if tile:
         kwargs["tile"] = tile
+    kwargs.update(extra)
     return load(source, device=device, dtype=dtype, **kwargs)
 
 
@@ -150,7 +152,7 @@ def run(
     sigmas = [float(sigma_y(x)) if callable(sigma_y) else float(sigma_y) for x, _ in loaded]
 
     prior = backend.load_prior(common.prior, arch=common.arch, device=device, dtype=getattr(torch, common.dtype),
-                               tile=common.tile)
+                               tile=common.tile, **_latent_options(common))
     channels = getattr(prior, "channels", None)
     for (x, _), path in zip(loaded, images):
         if channels == 1 and x.shape[1] == 3:
@@ -264,6 +266,12 @@ def _solve(y: Any, operator: Any, prior: Any, common: Common, sigma_y: float, op
     if common.steps is not None:
         kwargs["steps"] = common.steps
     return restore(y, operator, prior, **kwargs)
+
+
+def _latent_options(common: Common) -> dict[str, Any]:
+    """The loading options that are set (a prior's own defaults apply to the others)."""
+    given = {"prompt": common.prompt, "guidance": common.guidance, "offline": common.offline or None}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _gray_operator(operator: Any) -> Any:

@@ -73,6 +73,9 @@ class Common:
         opt: raw ``KEY=VALUE`` solver options (:func:`solver_options`).
         paper_defaults: use the papers' per-task settings instead of the prior's tuned ones
             (:mod:`pnp_restore.tuned`; the tuned ones apply where the prior has them).
+        prompt, guidance: text prompt and classifier-free guidance scale of a latent (Stable
+            Diffusion) prior (None: the prior's defaults, the empty prompt and no guidance).
+        offline: never download a prior that is not installed (also ``HF_HUB_OFFLINE=1``).
     """
 
     solver: str
@@ -92,6 +95,9 @@ class Common:
     quiet: bool = False
     opt: tuple[str, ...] = ()
     paper_defaults: bool = False
+    prompt: str | None = None
+    guidance: float | None = None
+    offline: bool = False
 
     @property
     def defaults(self) -> str:
