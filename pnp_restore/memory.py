@@ -16,7 +16,7 @@ allocator's fragmentation, oneDNN scratch buffers), checked against ``/usr/bin/t
 in ``benchmarks/photo_sizes.md``.
 
 :func:`plan_tile` picks the largest tile that fits (no tile when the whole image fits and is
-no slower), or raises :class:`~pnp_restore.errors.ConfigError` with one line saying what to do.
+at most :data:`FAST_TILE` pixels on a side), or raises :class:`~pnp_restore.errors.ConfigError` with one line saying what to do.
 :func:`out_of_memory_error` turns a real allocator failure into such a line.
 """
 
@@ -38,8 +38,9 @@ Tensor = torch.Tensor
 
 #: side of the calibration image (pixels).
 CALIBRATION_SIZE = 64
-#: what the tracker does not see (allocator fragmentation, oneDNN scratch, per-op temporaries of
-#: fused kernels): measured peak RSS / modelled peak was <= 1.3 on 256^2..1024^2 (benchmarks/photo_sizes.md).
+#: what the tracker does not see (allocator fragmentation, oneDNN scratch and primitive caches):
+#: measured peak RSS minus the CLI's base (about 0.45 GB: Python, torch, the prior) was 0.9..1.5x
+#: the unscaled model on 512^2..1024^2 and 1.05x on 6000x4000 (benchmarks/photo_sizes.md).
 SAFETY = 1.5
 #: bytes per image pixel the CLI pipeline keeps besides the solver: the decoded input, the batch,
 #: the measurement, the output (float32 RGB, 12 B each) and an inpainting mask (float64, 8 B), plus
@@ -50,11 +51,12 @@ IMAGE_BYTES_PER_PIXEL = 80
 MIN_TILE = 128
 #: tiles are multiples of this (the built-in UNet downsamples twice; ADM networks up to 2^5).
 TILE_STEP = 32
-#: whole images above this many pixels are denoised in tiles even when they fit: a 512x512 tile
-#: keeps the network's activations (about 2 kB per pixel) in a range the allocator reuses
-#: instead of mapping fresh pages for every layer, which costs more than the overlap.
-FAST_TILE = 512
-#: largest and second largest fraction of ``available`` memory a plan may use (the rest: other processes, slack).
+#: whole (sub-)problems larger than this side squared are denoised in tiles of at most this side
+#: even when they fit, which bounds each activation's size (untested beyond 1024^2). Below it tiles
+#: cost more than they save: at 512^2, 256-pixel tiles (overlap 64) took 1.6x the CPU time of the
+#: whole image.
+FAST_TILE = 1024
+#: fraction of ``available`` memory a plan may use (the rest: other processes, slack).
 USABLE = 0.85
 
 
@@ -76,15 +78,20 @@ class PeakTracker(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
             self.current -= self.live.pop(key)[1]
+        given = {_storage_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)}
         for t in tree_flatten(out)[0]:
             if isinstance(t, Tensor) and not t.is_meta:
                 storage = t.untyped_storage()
                 key = storage.data_ptr()
-                if key and key not in self.live:
+                if key and key not in self.live and key not in given:  # not an input written in place
                     self.live[key] = (StorageWeakRef(storage), storage.nbytes())
                     self.current += storage.nbytes()
         self.peak = max(self.peak, self.current)
         return out
+
+
+def _storage_key(t: Tensor) -> int:
+    return 0 if t.is_meta else t.untyped_storage().data_ptr()
 
 
 def measure_peak(fn: Callable[[], Any]) -> int:
@@ -97,7 +104,7 @@ def measure_peak(fn: Callable[[], Any]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class MemoryModel:
-    """Bytes per pixel of a run's parts (see the module docstring); ``grad``: the network is differentiated."""
+    """Bytes per pixel of a run's parts (see the module docstring)."""
 
     solver_bytes: float
     net_bytes: float
@@ -241,10 +248,15 @@ def plan_tile(
         if budget is None or model.peak(image, batch, solved, t) <= budget:
             return t
     need = model.peak(image, batch, solved, candidates[-1])
+    smallest = candidates[-1] if model.peak(image, batch, solved, MIN_TILE) <= budget else MIN_TILE  # tiles help?
     raise ConfigError(
-        f"restoring {batch} image(s) of {w}x{h} at once needs about {need / 2**30:.1f} GiB of memory "
-        f"but {available / 2**30:.1f} GiB are available; {advice(batch, candidates[-1] or MIN_TILE, device)}"
+        f"restoring {batch} image(s) of {w}x{h} at once needs about {_size(need)} of memory "
+        f"but {_size(available)} are available; {advice(batch, smallest or MIN_TILE, device)}"
     )
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def advice(batch: int, tile: int | None, device: Any = "cpu") -> str:
@@ -259,6 +271,24 @@ def advice(batch: int, tile: int | None, device: Any = "cpu") -> str:
         return f"use --tile {MIN_TILE if tile and tile <= 256 else 256}"
     gpu = str(device).split(":")[0] not in ("cpu", "auto")
     return "downscale or crop the image" + (", or use --device cpu" if gpu else ", or use a machine with more memory")
+
+
+#: PyTorch's CPU allocator backs allocations of 2 MB and more with transparent huge pages when this
+#: is set (c10 ``alloc_cpu``; read once, at the first such allocation).
+HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
+
+
+def enable_huge_pages() -> None:
+    """Ask PyTorch's CPU allocator for transparent huge pages (unless the environment says otherwise).
+
+    Without them every large activation is a fresh ``mmap`` whose pages fault in one 4 kB page at a
+    time: ``inpaint`` on 512x512 took 14.5 million minor page faults and more system than half its
+    user time. With them the faults drop about 20x. Call it before the process allocates its first
+    tensor of 2 MB (the setting is read once); where the kernel has THP off it changes nothing.
+    """
+    import os
+
+    os.environ.setdefault(HUGE_PAGES_ENV, "1")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -287,6 +317,7 @@ __all__ = [
     "PeakTracker",
     "advice",
     "calibrate",
+    "enable_huge_pages",
     "is_out_of_memory",
     "measure_peak",
     "out_of_memory_error",

@@ -452,7 +452,7 @@ def test_memory_refusal_is_one_line(tmp_path, fake):
     image(tmp_path / "p.png", 64, 64)
     res = invoke("sr", tmp_path / "p.png", "--scale", "2", fake=fake)
     assert res.exit_code == 1 and len(res.output.splitlines()) == 1
-    assert "restoring 1 image(s) of 128x128 at once needs about" in res.output and "--tile 256" in res.output
+    assert "restoring 1 image(s) of 128x128 at once needs about" in res.output and "downscale or crop the image" in res.output
     assert fake.prior_kwargs == {} and files(tmp_path) == ["p.png"]
 
 

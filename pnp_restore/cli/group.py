@@ -84,15 +84,14 @@ def describe(err: BaseException) -> str:
     from ..errors import PnPRestoreError
 
     text = " ".join(str(err).split()) or type(err).__name__
-    low = text.lower()
     if isinstance(err, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
-    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or (
-        isinstance(err, RuntimeError) and any(s in low for s in ("out of memory", "can't allocate memory", "defaultcpuallocator"))
-    ):
-        return OOM_ADVICE
     if isinstance(err, PnPRestoreError):
         return text
+    from ..memory import is_out_of_memory  # (imports torch: only for errors of other kinds)
+
+    if is_out_of_memory(err):
+        return OOM_ADVICE
     if isinstance(err, OSError):
         from ..io import describe_os_error
 

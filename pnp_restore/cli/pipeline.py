@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..tasks import Task
-from .plan import Item, available_memory, check_memory, check_outputs, output_paths, plan_batches, side_paths
+from .plan import (Item, available_memory, check_memory, check_outputs, output_paths, plan_batches, restore_planned,
+                   side_paths)
 from .settings import DENOISER, MAX_FRAMES, Common, check_arch, check_seeds, solver_options
 
 
@@ -63,7 +64,7 @@ class Backend:
     """
 
     load_prior: Callable[..., Any] = load_prior
-    restore: Callable[..., tuple[Any, dict]] = restore_with_info
+    restore: Callable[..., tuple[Any, dict]] = restore_planned
     available_memory: Callable[[Any], int | None] = available_memory
 
 
@@ -123,6 +124,9 @@ def run(
     from ..devices import resolve_device
     from ..errors import ShapeError
     from ..io import OutputSet, read_image, remove_stale_temporaries
+    from ..memory import enable_huge_pages
+
+    enable_huge_pages()  # before the first large allocation, or it has no effect (pnp_restore.memory)
 
     images = [Path(p) for p in images]
     opts = solver_options(common, command)
@@ -147,9 +151,10 @@ def run(
     for key, hw in zip(keys, sizes):
         shape = tuple(operators[key].x_shape((1, 3, *hw)))
         per_shape[shape] = per_shape.get(shape, 0) + common.samples
-    check_memory({shape: min(n, common.batch_size) for shape, n in per_shape.items()}, common,
-                 backend.available_memory(device))
     sigmas = [float(sigma_y(x)) if callable(sigma_y) else float(sigma_y) for x, _ in loaded]
+    exact = {hw: operators[key] for key, hw, sigma in zip(keys, sizes, sigmas) if sigma == 0}  # solved by regions
+    check_memory({shape: min(n, common.batch_size) for shape, n in per_shape.items()}, common,
+                 backend.available_memory(device), exact)
 
     prior = backend.load_prior(common.prior, arch=common.arch, device=device, dtype=getattr(torch, common.dtype),
                                tile=common.tile, **_latent_options(common))
@@ -202,6 +207,7 @@ def run(
                         "batch_size": len(batch), "device": str(device), "dtype": common.dtype,
                         **record, **extra, "options": info.get("options") or {},
                         "defaults": info.get("defaults"), "schedule": info.get("schedule"),
+                        "regions": info.get("regions"), "tile": info.get("tile"),
                     })
     finally:
         bar.close()

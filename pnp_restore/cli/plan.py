@@ -149,11 +149,13 @@ def solve_regions(operator: Any, margin: int | None = None) -> list | None:
 
 def restore_planned(y: Any, operator: Any, prior: Any, *, callback: Callable[[dict], None] | None = None,
                     seed: int | None = None, solver: str = "ddrm", available: int | None | bool = True,
-                    restore: Callable[..., tuple[Any, dict]] | None = None, **kwargs: Any) -> tuple[Any, dict]:
+                    restore: Callable[..., tuple[Any, dict]] | None = None, margin: int | None = None,
+                    **kwargs: Any) -> tuple[Any, dict]:
     """:func:`pnp_restore.restore` (returning ``(x, info)``) sized to the machine.
 
-    An inpainting problem is solved region by region (:func:`pnp_restore.regions.restore_regions`:
-    only the holes and their context; kept pixels outside stay exact); the network runs in tiles
+    An inpainting problem with ``sigma_y = 0`` is solved region by region
+    (:func:`pnp_restore.regions.restore_regions`: only the holes and their context; kept pixels
+    outside stay exact); the network runs in tiles
     when the largest (sub-)problem does not fit in memory whole or is faster tiled
     (:func:`pnp_restore.memory.plan_tile`, with the prior's own calibration); a prior the user
     tiled (``--tile``) is used as it is. The callback sees one step per solver step of every
@@ -166,6 +168,7 @@ def restore_planned(y: Any, operator: Any, prior: Any, *, callback: Callable[[di
         available: bytes free on the device; True: :func:`available_memory` of ``y``'s device;
             None or False: unknown (tiles for speed only).
         restore: the solver call (default :func:`pnp_restore.restore` with ``return_info=True``).
+        margin: context pixels around each hole (default :func:`pnp_restore.regions.default_margin` of the prior).
         kwargs: ``sigma_y``, ``steps``, ``task`` and solver options, passed on.
 
     Returns:
@@ -174,24 +177,30 @@ def restore_planned(y: Any, operator: Any, prior: Any, *, callback: Callable[[di
     """
     import time
 
+    from ..errors import PnPRestoreError
     from ..memory import calibrate, is_out_of_memory, out_of_memory_error, plan_tile
     from ..priors.wrappers import TiledPrior, default_overlap
-    from ..regions import Box
+    from ..regions import Box, default_margin
 
     if restore is None:
         from .pipeline import restore_with_info as restore
     if available is True:
         available = available_memory(y.device)
-    batch, h, w = y.shape[0], *y.shape[-2:]
-    regions = solve_regions(operator)
+    batch, _, h, w = operator.x_shape(tuple(y.shape))  # the images', not the measurement's (super-resolution)
+    # by regions only where the kept pixels are kept exactly (sigma_y = 0); a noisy photo is denoised whole
+    regions = None if kwargs.get("sigma_y") else solve_regions(operator, default_margin(prior) if margin is None else margin)
     boxes = [Box(0, 0, h, w)] if regions is None else regions
     user_tile = prior.tile if isinstance(prior, TiledPrior) else None
     tile = None
     try:
         if boxes:
-            model = calibrate(prior, solver, device=y.device)
-            tile = plan_tile(model, (h, w), available or None, batch=batch, solved=max(b.area for b in boxes),
-                             tile=user_tile, device=y.device)
+            try:
+                model = calibrate(prior, solver, device=y.device)
+            except PnPRestoreError:  # a prior of one fixed image size (an exact Gaussian): it runs whole
+                model = None
+            if model is not None:
+                tile = plan_tile(model, (h, w), available or None, batch=batch, solved=max(b.area for b in boxes),
+                                 tile=user_tile, device=y.device)
         net = prior if user_tile or tile is None else TiledPrior(prior, tile=tile, overlap=default_overlap(prior, tile))
         if not boxes:  # nothing to fill
             return y.clone(), {"solver": solver, "seed": seed, "steps": 0, "sigma_y": kwargs.get("sigma_y", 0.0),
@@ -215,19 +224,19 @@ def _by_regions(y: Any, operator: Any, prior: Any, boxes: list, callback: Callab
     from ..operators import Inpainting
     from ..regions import region_seed, restore_regions
 
-    done = {"nfe": 0, "info": None}
-    out_ref: list = []
+    done: dict[str, Any] = {"nfe": 0, "info": None}
+    canvas = y.clone()  # the result: y outside the regions; regions pasted in, in-progress x0 too
 
     def solve(y_crop: Any, box: Any, k: int) -> Any:
         rows, cols = box.slices
 
         def relay(info: dict) -> None:
             x0 = info.get("x0")
-            if x0 is not None and out_ref:
-                out_ref[0][..., rows, cols] = x0
+            if x0 is not None:
+                canvas[..., rows, cols] = x0
             callback({**info, "steps": int(info.get("steps") or 0) * len(boxes),
                       "nfe": done["nfe"] + int(info.get("nfe") or 0), "x": None,
-                      "x0": out_ref[0] if out_ref and x0 is not None else x0, "region": k})
+                      "x0": None if x0 is None else canvas, "region": k})
 
         sub = Inpainting(operator.mask[..., rows, cols])
         x, info = restore(y_crop, sub, prior, callback=relay if callback else None, seed=region_seed(seed, k),
@@ -236,8 +245,6 @@ def _by_regions(y: Any, operator: Any, prior: Any, boxes: list, callback: Callab
         done["info"] = info
         return x
 
-    canvas = y.clone()
-    out_ref.append(canvas)
     x = restore_regions(y, None, solve, margin=0, regions=boxes, out=canvas)
     info = {**(done["info"] or {}), "nfe": done["nfe"], "time_s": time.perf_counter() - start, "seed": seed,
             "regions": len(boxes), "tile": tile}

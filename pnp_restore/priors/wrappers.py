@@ -82,6 +82,17 @@ def _window(n: int, overlap: int, device, dtype) -> Tensor:
     return w
 
 
+def default_overlap(prior: Prior | None = None, tile: int = 256) -> int:
+    """Overlap of ``tile`` x ``tile`` tiles: ``tile / 8`` within [32, 64] pixels.
+
+    Measured on the built-in prior (receptive radius about 66 pixels, GroupNorm): the tiled
+    output's largest difference from the whole-image one barely changes between overlaps of 16 and
+    96 pixels at tile 128 (it comes from each tile's own normalisation statistics, spread smoothly
+    by the blending; 16 is worse at high noise), while the cost grows as ``(tile / (tile - overlap))^2``.
+    """
+    return min(max(32, min(64, tile // 8)), tile // 2)
+
+
 class TiledPrior(_Wrapper):
     """Denoise large images in overlapping ``tile`` x ``tile`` tiles blended with a smooth window.
 
@@ -118,4 +129,4 @@ class TiledPrior(_Wrapper):
         return out / total
 
 
-__all__ = ["PaddedPrior", "TiledPrior"]
+__all__ = ["PaddedPrior", "TiledPrior", "default_overlap"]
