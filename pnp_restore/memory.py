@@ -13,7 +13,7 @@ the tensors they allocate (the peak of the live total). Fully convolutional netw
 linearly in pixels; priors with attention (ADM) are calibrated at their native size, which is
 what they see once tiled. A safety factor covers what the tracker cannot see (the CPU
 allocator's fragmentation, oneDNN scratch buffers), checked against ``/usr/bin/time`` peak RSS
-in ``benchmarks/photo_sizes.md``.
+in ``benchmarks/RESULTS.md (section "Photos of any size")``.
 
 :func:`plan_tile` picks the largest tile that fits (no tile when the whole image fits and is
 at most :data:`FAST_TILE` pixels on a side), or raises :class:`~pnp_restore.errors.ConfigError` with one line saying what to do.
@@ -40,7 +40,7 @@ Tensor = torch.Tensor
 CALIBRATION_SIZE = 64
 #: what the tracker does not see (allocator fragmentation, oneDNN scratch and primitive caches):
 #: measured peak RSS minus the CLI's base (about 0.45 GB: Python, torch, the prior) was 0.9..1.5x
-#: the unscaled model on 512^2..1024^2 and 1.05x on 6000x4000 (benchmarks/photo_sizes.md).
+#: the unscaled model on 512^2..1024^2 and 1.05x on 6000x4000 (benchmarks/RESULTS.md (section "Photos of any size")).
 SAFETY = 1.5
 #: bytes per image pixel the CLI pipeline keeps besides the solver: the decoded input, the batch,
 #: the measurement, the output (float32 RGB, 12 B each) and an inpainting mask (float64, 8 B), plus
