@@ -70,10 +70,11 @@ def test_validate_options_names_and_conversion():
 
 
 def test_every_numeric_option_has_a_declared_range():
+    """Every int/float option has a Range and every str option its Choices (e.g. DAPS's preset), nothing else."""
     for name in solvers.SOLVERS:
         hints = typing.get_type_hints(solvers.get(name))
-        numeric = {k for k in solvers.options(name) if {int, float} & set(typing.get_args(hints[k]) or [hints[k]])}
-        assert numeric and numeric == set(solvers.SPECS[name].ranges), name
+        ranged = {k for k in solvers.options(name) if {int, float, str} & set(typing.get_args(hints[k]) or [hints[k]])}
+        assert ranged and ranged == set(solvers.SPECS[name].ranges), name
 
 
 def test_restore_uses_the_validated_options():
