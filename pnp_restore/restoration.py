@@ -45,8 +45,10 @@ def restore(
             need a :class:`~pnp_restore.operators.base.LinearOperator`, see ``SolverSpec.linear``).
         prior: any object with ``denoise(x, sigma)``, e.g. from :func:`pnp_restore.priors.load`;
             one without ``sigmas(steps)`` gets :func:`~pnp_restore.priors.base.range_sigmas`.
-        solver: one of :data:`pnp_restore.solvers.SOLVERS` (``ddrm``, ``ddnm``, ``dps``,
-            ``diffpir``, ``pnp_admm``).
+        solver: a pixel solver of :data:`pnp_restore.solvers.SOLVERS` (``ddrm``, ``ddnm``, ``dps``,
+            ``diffpir``, ``pnp_admm``, ``daps``, ``pigdm``, ``reddiff``, ``pnpdm``) or, with a latent
+            prior, a latent one of :data:`~pnp_restore.solvers.LATENT_SPECS` (``latent_dpe``,
+            ``latent_daps``, ``psld``).
         sigma_y: measurement noise std on the [0, 1] scale, >= 0.
         steps: number of steps in [1, :data:`~pnp_restore.solvers.common.MAX_STEPS`];
             ``None`` uses the solver's published default.

@@ -139,9 +139,9 @@ def solver_options(common: Common, command: str) -> dict[str, Any]:
     or ``--opt`` with the one-call ``denoiser``).
     """
     opts = parse_opts(common.opt, command)
-    from ..solvers import SOLVERS, validate_options
+    from ..solvers import LATENT_SPECS, SOLVERS, validate_options
 
-    names = ", ".join(sorted(SOLVERS))
+    names = ", ".join([*sorted(SOLVERS), *LATENT_SPECS])
     if common.solver == DENOISER:
         if command != "denoise":
             raise ConfigError(f"--solver {DENOISER} only exists for `denoise`; choose one of: {names}")
@@ -149,7 +149,7 @@ def solver_options(common: Common, command: str) -> dict[str, Any]:
             raise ConfigError(f"--solver {DENOISER} is one denoiser call and takes no --steps or --opt; "
                               "drop them or choose a sampling --solver")
         return {}
-    if common.solver not in SOLVERS:
+    if common.solver not in SOLVERS and common.solver not in LATENT_SPECS:
         raise ConfigError(f"unknown solver {common.solver!r}; choose one of: {names}")
     return dict(validate_options(common.solver, opts))
 

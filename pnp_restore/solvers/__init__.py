@@ -1,4 +1,5 @@
-"""Training-free solvers: DDPM/DDIM, DPS, DDRM, DDNM(+), DiffPIR, PnP-ADMM, DAPS, ΠGDM, RED-diff, PnP-DM.
+"""Training-free solvers: DDPM/DDIM, DPS, DDRM, DDNM(+), DiffPIR, PnP-ADMM, DAPS, ΠGDM, RED-diff, PnP-DM;
+latent ones (LatentDAPS, PSLD, decode-prox-encode) for latent priors.
 
 Each restoration solver is a plain function
 ``solver(y, operator, prior, *, sigma_y=0.0, steps=..., seed=None, callback=None, x_init=None, **hyper) -> x``
@@ -21,9 +22,12 @@ from . import ddnm as _ddnm
 from . import ddrm as _ddrm
 from . import diffpir as _diffpir
 from . import dps as _dps
+from . import latent_daps as _latent_daps
+from . import latent_dpe as _latent_dpe
 from . import pigdm as _pigdm
 from . import pnp_admm as _pnp_admm
 from . import pnpdm as _pnpdm
+from . import psld as _psld
 from . import reddiff as _reddiff
 from .common import COMMON_RANGES, SolverSpec, check_value
 from .daps import DAPS_PRESETS, DAPS_TASKS, daps
@@ -43,8 +47,14 @@ REGISTRY: tuple[SolverSpec, ...] = (
     _daps.SPEC, _pigdm.SPEC, _reddiff.SPEC, _pnpdm.SPEC,
 )  # fmt: skip
 
-#: name -> :class:`SolverSpec`
+#: The latent solvers: they take a latent prior (:class:`~pnp_restore.priors.latent.LatentPrior`:
+#: ``denoise`` in latent space, ``encode``/``decode``) and restore in its latent space.
+LATENT_REGISTRY: tuple[SolverSpec, ...] = (_latent_dpe.SPEC, _latent_daps.SPEC, _psld.SPEC)
+
+#: name -> :class:`SolverSpec` of the pixel solvers (:data:`REGISTRY`)
 SPECS: dict[str, SolverSpec] = {s.name: s for s in REGISTRY}
+#: name -> :class:`SolverSpec` of the latent solvers (:data:`LATENT_REGISTRY`)
+LATENT_SPECS: dict[str, SolverSpec] = {s.name: s for s in LATENT_REGISTRY}
 
 #: name -> restoration solver function
 SOLVERS: dict[str, Callable] = {s.name: s.fn for s in REGISTRY}
@@ -54,10 +64,11 @@ COMMON = ("y", "operator", "prior", "denoiser", "sigma_y", "steps", "seed", "cal
 
 
 def spec(name: str) -> SolverSpec:
-    """The :class:`SolverSpec` of solver ``name`` (raises :class:`ConfigError` if unknown)."""
-    if name not in SPECS:
-        raise ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SPECS)}")
-    return SPECS[name]
+    """The :class:`SolverSpec` of solver ``name``, pixel or latent (raises :class:`ConfigError` if unknown)."""
+    found = SPECS.get(name) or LATENT_SPECS.get(name)
+    if found is None:
+        raise ConfigError(f"unknown solver {name!r}; choose one of: {', '.join([*SPECS, *LATENT_SPECS])}")
+    return found
 
 
 def get(name: str) -> Callable:
@@ -115,6 +126,8 @@ def validate_args(solver: str, **args) -> dict:
 
 
 __all__ = [
+    "LATENT_REGISTRY",
+    "LATENT_SPECS",
     "DAPS_PRESETS",
     "DAPS_TASKS",
     "DIFFPIR_PARAMS",

@@ -10,6 +10,7 @@ Usage (single-threaded, ~30 min in all; a section alone keeps the other's entrie
   later brings its own module and its own file, tests/data/calibration_posterior_<name>.json).
 * ``nonlinear_operators``, ``pnpdm_extra``: metrics measured by a test module's own function
   (:data:`EXTRA`): DPS's misfit on the nonlinear operators; PnP-DM's likelihood step and nonlinear runs.
+* ``latent_solvers``: the latent solvers on a Gaussian latent prior with a linear autoencoder.
 * ``integration``: every (solver, operator) pair of tests/test_integration.py on images 0..99
   (50 seeds x the tests' 2 images).
 
@@ -114,7 +115,8 @@ def sampler_module(section: str) -> dict[str, dict]:
 SECTIONS = {"posterior": posterior, "integration": integration}
 #: sections measured by a test module's own function (module, function returning the section's entries)
 EXTRA = {"nonlinear_operators": ("test_nonlinear_operators", "calibrate"),
-         "pnpdm_extra": ("test_posterior_pnpdm", "calibrate_extra")}  # fmt: skip
+         "pnpdm_extra": ("test_posterior_pnpdm", "calibrate_extra"),
+         "latent_solvers": ("test_latent_solvers", "calibrate")}  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
