@@ -64,7 +64,9 @@ def test_float32_and_float64_agree():
 
 def test_langevin_noise_chunks_do_not_change_the_result(monkeypatch):
     """Langevin noise drawn a step at a time or many steps at once is the same stream (1e-12)."""
-    from pnp_restore.solvers import daps as module
+    import importlib
+
+    module = importlib.import_module("pnp_restore.solvers.daps")  # the package's `daps` is the function
 
     op, y = blur_problem()
     a = daps(y, op, prior(), sigma_y=0.05, seed=3, **FAST)
