@@ -208,7 +208,7 @@ def best_entry(study, command: str) -> dict:
         "schedule": best.user_attrs["schedule"],
         "psnr": round(best.value, 3),
         "time_s_per_image": round(best.user_attrs["time_s"], 3),
-        "trials": len(study.trials),
+        "trials": len(study.get_trials(deepcopy=False, states=(best.state,))),  # the finished ones
         "tasks": settings["tasks"],
         "data": f"{settings['data']} (first {settings['images']} images, {settings['size']} px centre crops)",
         "command": command,
