@@ -47,21 +47,29 @@ def _entries(key: str, values: list[float], seeds: str) -> dict[str, dict]:
     return {key: calibrated.summarize(values, seeds, side, floor=FLOORS.get(metric, 0.0))}
 
 
-def posterior() -> dict[str, dict]:
+def sampler_entries(cases: list, fns: dict | None = None, exact_at_zero: tuple[str, ...] = ()) -> dict[str, dict]:
+    """The metrics of sampler ``cases`` (test_posterior.py's format) on problems 0..49 and their limits;
+    ``exact_at_zero``: solvers whose noiseless residual has a fixed bound in the test instead."""
     out: dict[str, dict] = {}
     count = post.PROBLEMS
-    for name, kw, n, op_name, sigma_y in post.SAMPLER_CASES:
+    for name, kw, n, op_name, sigma_y in cases:
         t = time.time()
         key = post.case_key(name, kw, op_name, sigma_y)
         seeds = f"problems 0-{count - 1} (truth seed 100+j, noise seed 7+j), solver seeds {n}j..{n}j+{n - 1}"
-        got = post.sampler_metrics(name, kw, n, op_name, sigma_y, count)
+        got = post.sampler_metrics(name, kw, n, op_name, sigma_y, count, fns=fns)
         for metric, values in got.items():
             if metric == "res_factor":
                 out.update(_entries(f"{key}/res_factor_min", values, seeds))
                 out.update(_entries(f"{key}/res_factor_max", values, seeds))
-            elif not (metric == "res" and name == "ddnm"):  # DDNM is exact at sigma_y = 0: fixed 1e-10
+            elif not (metric == "res" and name in exact_at_zero):
                 out.update(_entries(f"{key}/{metric}", values, seeds))
         print(f"{key}: {time.time() - t:.0f} s, ratio max {max(got['ratio']):.3f}", flush=True)
+    return out
+
+
+def posterior() -> dict[str, dict]:
+    out = sampler_entries(post.SAMPLER_CASES, exact_at_zero=("ddnm",))  # DDNM is exact at sigma_y = 0: fixed 1e-10
+    count = post.PROBLEMS
     seeds = f"problems 0-{count - 1} (truth seed 100+j), deterministic solver"
     out.update(_entries("pnp_admm/inpaint/0.0/default_error", post.admm_error("inpaint", 0.0).tolist(), seeds))
     for op_name, sigma_y in post.ADMM_CASES:  # the values behind the convergence test's fixed bound
@@ -95,21 +103,7 @@ def sampler_module(section: str) -> dict[str, dict]:
     """Section ``posterior_<name>``: the ``SAMPLER_CASES`` of tests/test_posterior_<name>.py (with its
     ``SOLVER_FNS``) on problems 0..49, as :func:`posterior` does for tests/test_posterior.py."""
     module = importlib.import_module(f"test_{section}")
-    out: dict[str, dict] = {}
-    count = post.PROBLEMS
-    for name, kw, n, op_name, sigma_y in module.SAMPLER_CASES:
-        t = time.time()
-        key = post.case_key(name, kw, op_name, sigma_y)
-        seeds = f"problems 0-{count - 1} (truth seed 100+j, noise seed 7+j), solver seeds {n}j..{n}j+{n - 1}"
-        got = post.sampler_metrics(name, kw, n, op_name, sigma_y, count, fns=module.SOLVER_FNS)
-        for metric, values in got.items():
-            if metric == "res_factor":
-                out.update(_entries(f"{key}/res_factor_min", values, seeds))
-                out.update(_entries(f"{key}/res_factor_max", values, seeds))
-            else:
-                out.update(_entries(f"{key}/{metric}", values, seeds))
-        print(f"{key}: {time.time() - t:.0f} s, ratio max {max(got['ratio']):.3f}", flush=True)
-    return out
+    return sampler_entries(module.SAMPLER_CASES, module.SOLVER_FNS)
 
 
 SECTIONS = {"posterior": posterior, "integration": integration}
