@@ -108,6 +108,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean PSNR (dB) and seconds per image of ``solver`` over ``images`` x ``protos``.
 
+    The papers' per-task settings apply to what ``options`` does not set (``steps`` always wins).
+
     A solver error (divergence, NaN) scores ``-inf`` rather than stopping the study.
     """
     from ..errors import PnPRestoreError
@@ -121,7 +123,7 @@ def evaluate(
             operator, y = proto.degrade(im.x, [im.key])
             try:
                 x = restore(y, operator, prior, solver, sigma_y=proto.sigma_y, steps=steps, seed=seed + im.index,
-                            **({"sigmas": sigmas} if sigmas is not None else {}), **options)
+                            task=proto.paper_task, **({"sigmas": sigmas} if sigmas is not None else {}), **options)
             except PnPRestoreError:
                 return {"psnr": -math.inf, "time_s": math.inf}
             scores += psnr(x, im.x)
