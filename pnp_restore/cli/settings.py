@@ -201,3 +201,21 @@ def defaults_table() -> str:
     for spec in REGISTRY:
         rows.append([f"`{spec.name}` steps"] + [str(default_steps(spec.name, c)) for c in commands])
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def tuned_table() -> str:
+    """The markdown table of the built-in prior's tuned defaults in docs/cli.md (checked by the tests):
+    one row per (task, solver) of its ``tuned.json`` (:mod:`pnp_restore.tuned`)."""
+    from ..priors.builtin import WEIGHTS_DIR
+    from ..tuned import read_table
+
+    rows = ["| task | solver | steps | schedule (Karras, [0, 1] scale) | options | trials | PSNR on the tuning crops |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for task, by_solver in sorted(read_table(WEIGHTS_DIR).get("entries", {}).items()):
+        for solver, e in sorted(by_solver.items()):
+            sch = e.get("schedule") or {}
+            schedule = f"{sch['sigma_max']:.3g} -> {sch['sigma_min']:.3g}, rho {sch['rho']:.3g}" if sch else "-"
+            options = ", ".join(f"{k} {v:.3g}" for k, v in sorted(e.get("options", {}).items())) or "-"
+            rows.append(f"| {task} | `{solver}` | {e['steps']} | {schedule} | {options} | {e.get('trials')} | {e.get('psnr')} dB |")
+    return "\n".join(rows)
+
