@@ -16,7 +16,6 @@ network is unreachable, a missing prior fails at once with one line saying what 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import urllib.error
@@ -25,6 +24,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..data import file_sha256
 from ..errors import CheckpointError
 from .checkpoints import first_line
 
@@ -110,14 +110,6 @@ def hub_snapshot(hub_id: str, *, offline: bool | None = None, half: bool = False
         ) from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lock(f) -> None:
     """Exclusive lock on the open ``.part`` file so that two processes never write it together."""
     try:
@@ -192,7 +184,7 @@ def fetch_file(url: str, dest: Path, sha256: str | None = None, *, offline: bool
         if sha256 is None:
             warnings.warn(f"no published sha256 for {dest.name}: its integrity check is skipped", stacklevel=2)
         else:
-            found = sha256_of(part)
+            found = file_sha256(part)
             if found != sha256.lower():
                 part.unlink()
                 raise CheckpointError(
@@ -203,4 +195,4 @@ def fetch_file(url: str, dest: Path, sha256: str | None = None, *, offline: bool
     return dest
 
 
-__all__ = ["is_offline", "hub_snapshot", "hub_patterns", "fetch_file", "sha256_of", "fetch_hint", "snapshot_complete"]
+__all__ = ["is_offline", "hub_snapshot", "hub_patterns", "fetch_file", "fetch_hint", "snapshot_complete"]

@@ -35,6 +35,12 @@ def ddpm_posterior(ab: float, ab_prev: float) -> tuple[float, float, float]:
 
 
 @torch.no_grad()
+def ddim_coefficients(ab: float, ab_next: float, eta: float) -> tuple[float, float]:
+    """``(std, c_eps)`` of the DDIM step ``x' = sqrt(ab') x0 + c_eps eps + std z`` (Song et al. 2021, Eq. 12)."""
+    std = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
+    return std, math.sqrt(max(1 - ab_next - std**2, 0.0))
+
+
 def _sample(prior, shape, eta, ancestral, steps, seed, callback, sigmas, x_init, device, dtype, name) -> Tensor:
     sig = schedule(prior, steps, sigmas)
     n = len(sig) - 1
@@ -51,8 +57,8 @@ def _sample(prior, shape, eta, ancestral, steps, seed, callback, sigmas, x_init,
             x = c_x0 * x0 + c_xt * x
             std = math.sqrt(var)
         else:
-            std = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
-            x = math.sqrt(ab_next) * x0 + math.sqrt(max(1 - ab_next - std**2, 0.0)) * eps
+            std, c_eps = ddim_coefficients(ab, ab_next, eta)
+            x = math.sqrt(ab_next) * x0 + c_eps * eps
         if std > 0:
             x = x + std * rng.randn_like(x)
         log(i, sig[i], x, x0, scale=math.sqrt(ab_next))
@@ -106,4 +112,4 @@ def ddim(
     return _sample(prior, shape, eta, False, steps, seed, callback, sigmas, x_init, device, dtype, "ddim")
 
 
-__all__ = ["ddim", "ddpm", "ddpm_posterior"]
+__all__ = ["ddim", "ddim_coefficients", "ddpm", "ddpm_posterior"]

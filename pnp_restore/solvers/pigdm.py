@@ -92,14 +92,9 @@ from .common import (
     initial_vp,
     setup,
 )
+from .ddpm import ddim_coefficients
 
 Tensor = torch.Tensor
-
-
-def ddim_coefficients(ab: float, ab_next: float, eta: float) -> tuple[float, float]:
-    """``(c1, c2)`` of the DDIM step ``x' = sqrt(ab') x0 + c1 z + c2 eps`` (Song et al. 2021, Eq. 12)."""
-    c1 = eta * math.sqrt((1 - ab / ab_next) * (1 - ab_next) / (1 - ab))
-    return c1, math.sqrt(max(1 - ab_next - c1**2, 0.0))
 
 
 def has_pinv(operator: Operator) -> bool:
@@ -200,4 +195,4 @@ SPEC = SolverSpec(
     linear=False, prior="vp+grad", ranges={"eta": UNIT, "weight": Range(0.0)},
 )
 
-__all__ = ["SPEC", "ddim_coefficients", "guidance_direction", "has_pinv", "pigdm", "require_pinv"]
+__all__ = ["SPEC", "guidance_direction", "has_pinv", "pigdm", "require_pinv"]
